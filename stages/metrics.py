@@ -1,0 +1,105 @@
+"""Classification metrics: scikit-learn's definitions, calibration error and bootstrap intervals."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.stats import bootstrap
+from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support, roc_auc_score, roc_curve
+
+
+def slug(name: str) -> str:
+    """Metric-key form of a class name: 'COVID-19' -> 'covid19'."""
+    return re.sub(r"[^a-z0-9]+", "", name.lower()) or "class"
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> float:
+    """Top-label ECE: |accuracy - confidence| per equal-width confidence bin, weighted by the bin's share."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    # Bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 cannot occur for argmax.
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def bootstrap_interval(labels: np.ndarray, predictions: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
+                       resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval over test images (labels and predictions resampled together)."""
+    result = bootstrap((labels, predictions), statistic, paired=True, vectorized=False, n_resamples=resamples,
+                       confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], *, calibration_bins: int,
+                           bootstrap_resamples: int, confidence_level: float, seed: int) -> dict[str, float | int | None]:
+    """Flat metrics dict (so `dvc metrics diff` stays readable): overall, macro and per-class figures."""
+    class_ids = list(range(len(classes)))
+    predictions = probabilities.argmax(axis=1)
+
+    def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+        return f1_score(y, p, labels=class_ids, average="macro", zero_division=0)
+
+    def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+        return accuracy_score(y, p)
+
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=class_ids, zero_division=0)
+    auc = per_class_auc(labels, probabilities, class_ids)
+    present_auc = [value for value in auc if value is not None]
+    accuracy_low, accuracy_high = bootstrap_interval(labels, predictions, accuracy, bootstrap_resamples, confidence_level, seed)
+    f1_low, f1_high = bootstrap_interval(labels, predictions, macro_f1, bootstrap_resamples, confidence_level, seed)
+
+    metrics: dict[str, float | int | None] = {
+        "n_test": int(len(labels)),
+        "accuracy": float(accuracy(labels, predictions)),
+        "accuracy_ci_low": accuracy_low,
+        "accuracy_ci_high": accuracy_high,
+        "macro_f1": float(macro_f1(labels, predictions)),
+        "macro_f1_ci_low": f1_low,
+        "macro_f1_ci_high": f1_high,
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "roc_auc_macro": float(np.mean(present_auc)) if present_auc else None,
+        "ece": expected_calibration_error(labels, probabilities, calibration_bins),
+        "log_loss": float(log_loss(labels, probabilities, labels=class_ids)),
+    }
+    for index, name in enumerate(classes):
+        key = slug(name)
+        metrics[f"precision_{key}"] = float(precision[index])
+        metrics[f"recall_{key}"] = float(recall[index])
+        metrics[f"f1_{key}"] = float(f1[index])
+        metrics[f"roc_auc_{key}"] = auc[index]
+        metrics[f"support_{key}"] = int(support[index])
+    return metrics
+
+
+def per_class_auc(labels: np.ndarray, probabilities: np.ndarray, class_ids: Sequence[int]) -> list[float | None]:
+    """One-vs-rest ROC-AUC per class; None where the test split lacks that class or has nothing else."""
+    aucs: list[float | None] = []
+    for index in class_ids:
+        positive = labels == index
+        if positive.all() or not positive.any():
+            aucs.append(None)
+        else:
+            aucs.append(float(roc_auc_score(positive, probabilities[:, index])))
+    return aucs
+
+
+def confusion_records(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str]) -> list[dict[str, str]]:
+    """One {actual, predicted} record per image: the input of DVC's confusion template."""
+    return [{"actual": classes[a], "predicted": classes[p]} for a, p in zip(labels, predictions)]
+
+
+def roc_records(labels: np.ndarray, probabilities: np.ndarray, index: int) -> list[dict[str, float]]:
+    """One-vs-rest ROC curve points of class `index`; empty where it is undefined."""
+    positive = labels == index
+    if positive.all() or not positive.any():
+        return []
+    fpr, tpr, _ = roc_curve(positive, probabilities[:, index])
+    return [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr)]

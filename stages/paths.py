@@ -1,0 +1,46 @@
+"""Where each stage reads and writes; dvc.yaml declares the same paths."""
+
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+def prepared_dir(dataset: str) -> Path:
+    return Path("data/prepared") / dataset
+
+
+def split_file(dataset: str, split: str) -> Path:
+    return prepared_dir(dataset) / f"{split}.npz"
+
+
+def manifest_file(dataset: str) -> Path:
+    return prepared_dir(dataset) / "manifest.csv"
+
+
+def view_file(dataset: str) -> Path:
+    """How the stored images were made from raw ones (view, size, lung margin): prediction must redo it."""
+    return prepared_dir(dataset) / "view.json"
+
+
+def data_report_file(dataset: str) -> Path:
+    return Path("reports/data") / f"{dataset}.json"
+
+
+def model_file(dataset: str, model: str) -> Path:
+    return Path("models") / dataset / f"{model}.pt"
+
+
+def train_log_dir(dataset: str, model: str) -> Path:
+    return Path("reports/train") / dataset / model
+
+
+def metrics_file(dataset: str, model: str) -> Path:
+    return Path("metrics/classify") / dataset / f"{model}.json"
+
+
+def evaluation_dir(dataset: str, model: str) -> Path:
+    return Path("reports/evaluate") / dataset / model
+
+
+SUMMARY_FILE = Path("reports/summary.md")
+COMPARISON_FIGURE = Path("reports/comparison.png")

@@ -1,0 +1,325 @@
+"""Seeded synthetic chest X-rays in the layout of the Kaggle "COVID-19 Radiography Database".
+
+The real datasets cannot be downloaded offline, so the pipeline's default data is drawn here: PA
+films with body outline, lungs, ribs, spine, heart and diaphragm, plus class-specific opacities that
+live only inside the lung mask. Follow-up scans, planted near-duplicates and an optional
+class-correlated marker outside the lungs reproduce the traps of the real data (patient leakage,
+duplicates across splits, shortcut learning).
+
+Geometry is drawn in normalised coordinates (u: image left -> right, v: top -> bottom, both in
+[-1, 1]), so an Anatomy renders at any pixel size. The image's right side is the patient's left.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from scipy.ndimage import gaussian_filter
+
+from stages.files import atomic_dir
+
+CLASSES = ("COVID-19", "Pneumonia", "Normal")
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Per-patient geometry, shared by all scans of one patient. Lungs: index 0 = image left."""
+
+    body_width: float  # half-width of the thorax soft tissue
+    lung_top: float  # height of the apices
+    lung_base: float  # height of the costophrenic angles
+    lung_width: tuple[float, float]  # half-widths; the patient's left lung (image right) is narrower
+    mediastinum: float  # half-width of the gap between the lungs
+    dome: tuple[float, float]  # diaphragm dome rise; the right hemidiaphragm usually sits higher
+    heart: tuple[float, float, float, float]  # centre u, centre v, radius u, radius v
+    rib_spacing: float
+    rib_phase: float
+    vessel_angles: tuple[float, ...]  # directions of the main vessels fanning out of each hilum
+    hilar_density: float  # benign variation: denser hila and vessel markings in some healthy lungs
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> Anatomy:
+        return cls(
+            body_width=rng.uniform(0.8, 0.92),
+            lung_top=rng.uniform(-0.78, -0.66),
+            lung_base=rng.uniform(0.48, 0.62),
+            lung_width=(rng.uniform(0.27, 0.31), rng.uniform(0.23, 0.27)),
+            mediastinum=rng.uniform(0.08, 0.12),
+            dome=(rng.uniform(0.16, 0.24), rng.uniform(0.12, 0.2)),
+            heart=(rng.uniform(0.08, 0.14), rng.uniform(0.24, 0.32), rng.uniform(0.3, 0.36), rng.uniform(0.26, 0.31)),
+            rib_spacing=rng.uniform(0.15, 0.18),
+            rib_phase=rng.uniform(0.0, 1.0),
+            vessel_angles=tuple(rng.uniform(0, 2 * np.pi, size=14).tolist()),
+            hilar_density=rng.gamma(2.0, 0.5),
+        )
+
+
+def _ramp(signed: np.ndarray, width: float) -> np.ndarray:
+    """Soft inside-ness of a region whose signed distance is negative inside: 1 deep inside, 0 at the edge."""
+    return np.clip(signed, -width, 0.0) * (-1 / width)
+
+
+def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, ru: float, rv: float, power: float = 2.0) -> np.ndarray:
+    """Approximate signed distance to a superellipse (negative inside)."""
+    x, y = np.abs((u - cu) / ru), np.abs((v - cv) / rv)
+    radius = np.sqrt(x * x + y * y) if power == 2 else (x**power + y**power) ** (1 / power)
+    return (radius - 1) * min(ru, rv)
+
+
+def _resize(array: np.ndarray, size: int, resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize((size, size), resample))
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Zero-mean noise smooth over ~size/cells pixels, at roughly unit standard deviation."""
+    return _resize(rng.standard_normal((cells, cells), dtype=np.float32), size, Image.Resampling.BICUBIC)
+
+
+def _lungs(u: np.ndarray, v: np.ndarray, a: Anatomy) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+    """-> (signed distance to each lung field, hilum of each lung)."""
+    heart = _ellipse(u, v, *a.heart)
+    height = a.lung_base - a.lung_top
+    fields, hila = [], []
+    for side, width, dome in ((-1, a.lung_width[0], a.dome[0]), (1, a.lung_width[1], a.dome[1])):
+        centre = side * (a.mediastinum + 0.85 * width)
+        base = a.lung_base - (0.04 if side < 0 else 0.0)
+        # Lungs widen towards the base; the medial border follows the mediastinum, nearly straight.
+        taper = 1 + 0.25 * (v - a.lung_top) / height
+        shell = _ellipse(u / taper, v, centre / taper, a.lung_top + 0.62 * height, width, 0.62 * height, 2.4)
+        medial = a.mediastinum - side * u
+        diaphragm = v - (base - dome * np.clip(1 - ((u - centre) / (1.15 * width)) ** 2, 0, None))
+        field = np.maximum(np.maximum(shell, medial), diaphragm)
+        if side > 0:
+            field = np.maximum(field, -heart - 0.05)  # the heart overlaps the medial lower left lung
+        fields.append(field)
+        hila.append((side * (a.mediastinum + 0.08), a.lung_top + 0.52 * height))
+    return fields, hila
+
+
+def _largest_component(region: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(region)
+    if count <= 1:
+        return region
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+
+
+def _fan(u: np.ndarray, v: np.ndarray, hilum: tuple[float, float], angles: np.ndarray, spread: float) -> np.ndarray:
+    """Streaks radiating from a hilum, thin in angle (vessels, air bronchograms)."""
+    bins = 720
+    grid = np.arange(bins + 1) * (2 * np.pi / bins) - np.pi
+    gap = np.angle(np.exp(1j * (grid[:, None] - angles[None, :])))
+    profile = np.exp(-(gap**2) / (2 * spread**2)).sum(axis=1).astype(np.float32)
+    # A lookup table over the angle: the streak pattern is evaluated once per bin, not per pixel.
+    index = ((np.arctan2(v - hilum[1], u - hilum[0]) + np.pi) * (bins / (2 * np.pi))).astype(np.intp)
+    return profile[index]
+
+
+def _anatomy_density(u: np.ndarray, v: np.ndarray, a: Anatomy, fields: list[np.ndarray],
+                     hila: list[tuple[float, float]], rng: np.random.Generator) -> np.ndarray:
+    """X-ray attenuation of the healthy chest: ~0 for air outside the body, ~0.6 for soft tissue."""
+    air = np.maximum(_ramp(fields[0], 0.015), _ramp(fields[1], 0.015))
+    body = _ramp(_ellipse(u, v, 0.0, 0.35, a.body_width, 1.25, 3.0), 0.03)
+    body = np.maximum(body, _ramp(np.abs(u) - 0.2, 0.02) * (v < -0.6))  # neck
+    thickness = np.sqrt(np.clip(1 - np.abs(u / a.body_width) ** 2.5, 0, 1))
+    density = body * (0.3 + 0.35 * thickness + 0.08 * np.clip(v, 0, 1)) - 0.48 * air * (0.95 - 0.08 * v)
+    density -= 0.15 * _ramp(np.abs(u) - 0.035, 0.01) * (v < a.lung_top + 0.3)  # trachea
+    density += 0.12 * _ramp(_ellipse(u, v, *a.heart), 0.15) + 0.06 * _ramp(np.abs(u) - a.mediastinum - 0.04, 0.06)
+    vertebrae = 0.8 + 0.2 * np.clip(np.cos(v * (2 * np.pi / 0.09)) * 2, -1, 1)
+    density += 0.07 * _ramp(np.abs(u) - 0.07, 0.03) * vertebrae * body * _ramp(v - a.lung_base - 0.2, 0.3)
+    # Posterior ribs rise from the spine then curve down laterally; anterior ribs run the other way.
+    d = np.clip(np.abs(u) - 0.06, 0, None)
+    cage = _ramp(_ellipse(u, v, 0.0, -0.05, a.body_width - 0.05, 0.8), 0.15) * _ramp(v - a.lung_base - 0.1, 0.15)
+    posterior = np.clip(np.cos((v + 0.2 * d - 1.1 * d * d) * (2 * np.pi / a.rib_spacing) + 2 * np.pi * a.rib_phase) - 0.25, 0, 1)
+    anterior = np.clip(np.cos((v + 0.5 * d) * (2 * np.pi / (1.3 * a.rib_spacing)) + 2 * np.pi * a.rib_phase) - 0.5, 0, 1)
+    density += cage * (0.13 * posterior * (0.4 + 0.6 * air) + 0.08 * anterior * _ramp(0.12 - d, 0.1))
+    clavicle = _ramp(np.abs(v - (a.lung_top + 0.08 - 0.25 * (d - 0.1))) - 0.03, 0.02) * _ramp(0.08 - d, 0.04) * _ramp(d - 0.62, 0.05)
+    density += 0.14 * clavicle
+    for i, (hu, hv) in enumerate(hila):
+        r2 = (u - hu) ** 2 + (v - hv) ** 2
+        vessel = _fan(u, v, (hu, hv), np.array(a.vessel_angles[i::2]), 0.05)
+        density += air * (0.04 * (0.5 + 0.5 * a.hilar_density) * vessel * np.exp(-np.sqrt(r2) / 0.18)
+                          + 0.06 * a.hilar_density * np.exp(r2 * (-1 / (2 * 0.07**2))))
+    size = u.shape[0]
+    texture = _smooth_noise(rng, size, max(8, size // 3)) - _smooth_noise(rng, size, max(4, size // 12))
+    # Mild detector blur: edges of analytic shapes are otherwise too crisp for a radiograph.
+    return gaussian_filter(density + 0.015 * air * texture, 0.8 * size / 256)
+
+
+def _lesion(rng: np.random.Generator, label: str, severity: float, u: np.ndarray, v: np.ndarray,
+            a: Anatomy, hila: list[tuple[float, float]]) -> np.ndarray:
+    """Extra density of the disease, before it is confined to the lungs."""
+    height = a.lung_base - a.lung_top
+    size = u.shape[0]
+    if label == "COVID-19":
+        # Ground glass: many faint soft patches in both lungs, at the periphery and the bases.
+        haze = np.zeros_like(u)
+        for i in range(2 + round(6 * severity)):
+            side = 1 if i % 2 else -1
+            cu = side * (a.mediastinum + 1.5 * a.lung_width[i % 2] * rng.uniform(0.45, 1.0))
+            cv = a.lung_top + height * rng.beta(3.0, 1.4)
+            sigma = rng.uniform(0.08, 0.15) * (0.7 + 0.5 * severity)
+            haze += rng.uniform(0.6, 1.0) * np.exp(((u - cu) ** 2 + (v - cv) ** 2) * (-0.5 / sigma**2))
+        mottle = 1 + 0.35 * _smooth_noise(rng, size, 12)
+        return (0.05 + 0.2 * severity) * np.clip(haze, 0, 1.3) * mottle
+    if label == "Pneumonia":
+        # Lobar consolidation: one compact dense patch, in one lung four times out of five.
+        lungs = [int(rng.integers(2))] if rng.random() < 0.8 else [0, 1]
+        patch = np.zeros_like(u)
+        for i, lung in enumerate(lungs):
+            cu = (2 * lung - 1) * (a.mediastinum + rng.uniform(0.5, 1.3) * a.lung_width[lung])
+            cv = a.lung_top + height * rng.uniform(0.3, 0.9)
+            # A lobe is elongated and tilted; smooth noise roughens its border.
+            radius = (0.08 + 0.1 * severity) * (0.6 if i else 1.0) * rng.uniform(0.6, 1.4, 2)
+            angle = rng.uniform(0, math.pi)
+            along = math.cos(angle) * (u - cu) + math.sin(angle) * (v - cv)
+            across = math.cos(angle) * (v - cv) - math.sin(angle) * (u - cu)
+            core = np.exp(-(along / radius[0]) ** 2 - (across / radius[1]) ** 2)
+            patch += np.clip((core * (1 + 0.5 * _smooth_noise(rng, size, 6)) - 0.2) * 2, 0, 1)
+        if rng.random() < 0.5:  # air bronchograms: patent airways show dark inside the consolidation
+            patch *= 1 - 0.4 * np.clip(_fan(u, v, hila[lungs[0]], rng.uniform(-np.pi, np.pi, 5), 0.03), 0, 1)
+        return (0.12 + 0.28 * severity) * patch
+    if label == "Normal":
+        return np.zeros_like(u)
+    raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
+
+
+def _marker(label: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A laterality-tag-like shape in a corner that depends on the class: a shortcut to learn."""
+    y, x = np.ogrid[:size, :size]
+    x, y = (x + 0.5) / size, (y + 0.5) / size
+    inset, side = rng.uniform(0.03, 0.06), rng.uniform(0.06, 0.08)
+    if label == "COVID-19":  # top-left square
+        return (x > inset) & (x < inset + side) & (y > inset) & (y < inset + side)
+    if label == "Pneumonia":  # top-right disc
+        return (x - (1 - inset - side / 2)) ** 2 + (y - (inset + side / 2)) ** 2 < (side / 2) ** 2
+    return (x > inset) & (x < inset + 2 * side) & (y > 1 - inset - side / 2) & (y < 1 - inset)  # bottom-left bar
+
+
+def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Anatomy | None = None,
+                severity: float | None = None, shortcut: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic PA chest film -> (uint8 (size, size) image, bool (size, size) lung mask).
+
+    The same rng state and anatomy give the same film outside the lungs for every label: the class
+    only changes pixels inside the mask (and the marker, if `shortcut`). `severity` in [0, 1] scales
+    the disease; None draws it from a Beta distribution, so that some sick cases are subtle.
+    """
+    if label not in CLASSES:
+        raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
+    # Independent streams, so that the class-specific draws never shift the anatomy, noise or marker.
+    geometry_rng, lesion_rng, noise_rng, marker_rng = (np.random.default_rng(s) for s in rng.integers(2**63, size=4))
+    a = anatomy if anatomy is not None else Anatomy.sample(geometry_rng)
+    # Per-film positioning: shift, zoom and a slight tilt, applied by warping the sampling grid.
+    shift_u, shift_v = geometry_rng.uniform(-0.06, 0.06), geometry_rng.uniform(-0.06, 0.06)
+    zoom, tilt = geometry_rng.uniform(0.9, 1.1), geometry_rng.uniform(-0.05, 0.05)
+    # Everything below the noise is smooth, so it is drawn at half resolution and upsampled: 4x faster.
+    work = (size + 1) // 2
+    t = (np.arange(work, dtype=np.float32) + 0.5) * (2 / work) - 1
+    x, y = (t[None, :] - shift_u) / zoom, (t[:, None] - shift_v) / zoom
+    u = math.cos(tilt) * x + math.sin(tilt) * y
+    v = math.cos(tilt) * y - math.sin(tilt) * x
+
+    fields, hila = _lungs(u, v, a)
+    density = _anatomy_density(u, v, a, fields, hila, geometry_rng)
+    if severity is None:
+        severity = float(lesion_rng.beta(1.6, 1.6))
+    lesion = _lesion(lesion_rng, label, severity, u, v, a, hila)
+
+    fields = [_resize(field, size) for field in fields]
+    mask = _largest_component(fields[0] < 0) | _largest_component(fields[1] < 0)
+    inside = np.where(mask, np.maximum(_ramp(fields[0], 0.08), _ramp(fields[1], 0.08)), 0.0)
+    density = _resize(density, size) + inside * _resize(lesion, size)
+
+    # Film response: saturating, with per-film exposure and contrast.
+    gain, gamma = geometry_rng.uniform(0.7, 1.4), geometry_rng.uniform(0.85, 1.2)
+    film = ((1 - np.exp(-gain * np.clip(density, 0, None))) / (1 - math.exp(-gain))) ** gamma
+    film = geometry_rng.uniform(0.02, 0.08) + geometry_rng.uniform(0.8, 0.95) * film
+    if shortcut:
+        film = np.where(_marker(label, size, marker_rng) & ~mask, 0.97, film)
+    film += noise_rng.uniform(0.008, 0.02) * noise_rng.standard_normal(film.shape, dtype=np.float32)
+    return np.round(np.clip(film, 0, 1) * 255).astype(np.uint8), mask
+
+
+def _near_duplicate(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same film re-exported: a small brightness shift plus faint noise, or a 1-2% zoom and re-crop."""
+    if rng.random() < 0.5:
+        shifted = image + rng.choice([-3, -2, -1, 1, 2, 3]) + rng.normal(0, 0.8, image.shape)
+        return np.round(np.clip(shifted, 0, 255)).astype(np.uint8), mask
+    size = image.shape[0]
+    grown = round(size * rng.uniform(1.01, 1.02))
+    box = ((grown - size) // 2, (grown - size) // 2, (grown - size) // 2 + size, (grown - size) // 2 + size)
+    image_out = Image.fromarray(image).resize((grown, grown), Image.Resampling.BILINEAR).crop(box)
+    mask_out = Image.fromarray(mask.astype(np.uint8) * 255).resize((grown, grown), Image.Resampling.NEAREST).crop(box)
+    return np.asarray(image_out), np.asarray(mask_out) > 0
+
+
+def _save(folder: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
+    # Noisy films barely compress better at higher levels, which cost twice the time.
+    Image.fromarray(image).save(folder / "images" / name, compress_level=1)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / name, compress_level=1)
+
+
+def write_dataset(out_dir: Path, *, seed: int, images_per_class: int, image_size: int, shortcut: float,
+                  follow_up_fraction: float, duplicate_fraction: float, progress: bool = True) -> dict:
+    """Writes out_dir/<class>/{images,masks}/<name>.png, replacing out_dir as a whole; returns a summary.
+
+    images_per_class counts scans (first scans plus follow-ups); planted near-duplicates come on top.
+    Every scan draws from its own generator, keyed by (seed, patient, scan), so a file's pixels do
+    not depend on how many others are generated or in which order.
+    """
+    if images_per_class < 1 or image_size < 32:
+        raise ValueError("images_per_class must be >= 1 and image_size >= 32")
+    for name, value in (("shortcut", shortcut), ("follow_up_fraction", follow_up_fraction),
+                        ("duplicate_fraction", duplicate_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    patients_per_class = round(images_per_class / (1 + follow_up_fraction))
+    n_duplicates = round(duplicate_fraction * images_per_class)
+    # Patient ids and duplicate names are shuffled across classes so that neither encodes the class.
+    patient_ids = np.random.default_rng([seed, 0]).permutation(patients_per_class * len(CLASSES)) + 1
+    duplicate_ids = np.random.default_rng([seed, 1]).permutation(n_duplicates * len(CLASSES)) + 1
+    jobs = []  # (class, patient, scan, duplicate id or 0)
+    for c, cls in enumerate(CLASSES):
+        patients = sorted(patient_ids[c * patients_per_class:(c + 1) * patients_per_class].tolist())
+        choose = np.random.default_rng([seed, 2, c])
+        followed = choose.choice(patients, images_per_class - patients_per_class, replace=False).tolist()
+        scans = [(p, 1) for p in patients] + [(p, 2) for p in sorted(followed)]
+        copied = dict(zip(choose.choice(len(scans), n_duplicates, replace=False).tolist(),
+                          duplicate_ids[c * n_duplicates:(c + 1) * n_duplicates].tolist()))
+        jobs += [(cls, p, s, copied.get(i, 0)) for i, (p, s) in enumerate(scans)]
+    if progress:
+        try:
+            from tqdm import tqdm
+            jobs = tqdm(jobs, desc="synthetic X-rays", unit="image")
+        except ImportError:
+            pass
+
+    counts, markers = dict.fromkeys(CLASSES, 0), 0
+    with atomic_dir(Path(out_dir)) as tmp:
+        for cls in CLASSES:
+            (tmp / cls / "images").mkdir(parents=True)
+            (tmp / cls / "masks").mkdir()
+        for cls, patient, scan, duplicate in jobs:
+            anatomy = Anatomy.sample(np.random.default_rng([seed, 3, patient]))
+            rng = np.random.default_rng([seed, 4, patient, scan])
+            marked = bool(rng.random() < shortcut)
+            image, mask = render_case(rng, cls, image_size, anatomy=anatomy, shortcut=marked)
+            _save(tmp / cls, f"p{patient:05d}_s{scan}.png", image, mask)
+            counts[cls] += 1
+            markers += marked
+            if duplicate:
+                copy, copy_mask = _near_duplicate(np.random.default_rng([seed, 5, duplicate]), image, mask)
+                _save(tmp / cls, f"x{duplicate:05d}.png", copy, copy_mask)
+                counts[cls] += 1
+                markers += marked
+    return {
+        "counts": counts,
+        "patients": patients_per_class * len(CLASSES),
+        "follow_ups": (images_per_class - patients_per_class) * len(CLASSES),
+        "duplicates": n_duplicates * len(CLASSES),
+        "shortcut_markers": markers,
+    }

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,20 @@ def read_grayscale(path: Path) -> np.ndarray:
 def read_mask(path: Path) -> np.ndarray:
     """A lung mask file as booleans (any non-zero pixel is lung)."""
     return read_grayscale(path) > 0
+
+
+def difference_hash(image: np.ndarray) -> np.ndarray:
+    """256-bit dHash (16x16 gradient signs) packed into four uint64 words.
+
+    64-bit hashes cannot tell chest X-rays apart: they all share one layout.
+    """
+    bits = imagehash.dhash(Image.fromarray(image), hash_size=16).hash.ravel()
+    return np.packbits(bits).view(np.uint64)
+
+
+def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Differing bits between packed hashes; broadcasts over leading axes."""
+    return np.bitwise_count(a ^ b).sum(axis=-1)
 
 
 def _resize(pixels: np.ndarray, size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:

@@ -17,21 +17,18 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
-from stages.datasets import IMAGE_SUFFIXES, SplitArrays, UnreadableImage, make_view, read_grayscale, read_mask
+from stages.datasets import (
+    IMAGE_SUFFIXES, SplitArrays, UnreadableImage, difference_hash, hash_distance, make_view, read_grayscale, read_mask,
+)
 from stages.files import atomic_dir, atomic_path, write_json
 from stages.params import DatasetParams, PrepareParams, SplitParams, stage_arguments
 from stages.paths import SPLITS, data_report_file, manifest_file, prepared_dir, split_file, view_file
-
-
-HASH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -162,12 +159,6 @@ def read_item(name: str, path: Path, folder: ClassFolder, view: str, prepare: Pr
     )
 
 
-def difference_hash(image: np.ndarray) -> np.ndarray:
-    # 16x16 gradient signs: 64-bit hashes cannot tell apart chest X-rays, which all share one layout.
-    bits = imagehash.dhash(Image.fromarray(image), hash_size=HASH_SIZE).hash.ravel()
-    return np.packbits(bits).view(np.uint64)
-
-
 def find_mask(masks: Path | None, image: Path) -> Path | None:
     if masks is None:
         return None
@@ -188,7 +179,7 @@ def near_duplicate_groups(items: list[Item], max_distance: int) -> np.ndarray:
     rows, cols = [], []
     chunk = 256
     for start in range(0, n, chunk):
-        distance = np.bitwise_count(hashes[start:start + chunk, None, :] ^ hashes[None, :, :]).sum(axis=2)
+        distance = hash_distance(hashes[start:start + chunk, None, :], hashes[None, :, :])
         r, c = np.nonzero(distance <= max_distance)
         rows.append(r + start)
         cols.append(c)

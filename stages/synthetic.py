@@ -24,6 +24,8 @@ from scipy.ndimage import gaussian_filter
 from stages.files import atomic_dir
 
 CLASSES = ("COVID-19", "Pneumonia", "Normal")
+# Planted near-duplicates stay within this Hamming distance of their source's 64-bit dHash.
+MAX_DHASH_DISTANCE = 4
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class Anatomy:
             lung_width=(rng.uniform(0.27, 0.31), rng.uniform(0.23, 0.27)),
             mediastinum=rng.uniform(0.08, 0.12),
             dome=(rng.uniform(0.16, 0.24), rng.uniform(0.12, 0.2)),
-            heart=(rng.uniform(0.08, 0.14), rng.uniform(0.24, 0.32), rng.uniform(0.3, 0.36), rng.uniform(0.26, 0.31)),
+            heart=(rng.uniform(0.08, 0.14), rng.uniform(0.24, 0.32),
+                   rng.uniform(0.3, 0.36), rng.uniform(0.26, 0.31)),
             rib_spacing=rng.uniform(0.15, 0.18),
             rib_phase=rng.uniform(0.0, 1.0),
             vessel_angles=tuple(rng.uniform(0, 2 * np.pi, size=14).tolist()),
@@ -64,14 +67,15 @@ def _ramp(signed: np.ndarray, width: float) -> np.ndarray:
     return np.clip(signed, -width, 0.0) * (-1 / width)
 
 
-def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, ru: float, rv: float, power: float = 2.0) -> np.ndarray:
+def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, ru: float, rv: float,
+             power: float = 2.0) -> np.ndarray:
     """Approximate signed distance to a superellipse (negative inside)."""
     x, y = np.abs((u - cu) / ru), np.abs((v - cv) / rv)
     radius = np.sqrt(x * x + y * y) if power == 2 else (x**power + y**power) ** (1 / power)
     return (radius - 1) * min(ru, rv)
 
 
-def _resize(array: np.ndarray, size: int, resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+def _resize(array: np.ndarray, size: int, resample: int = Image.Resampling.BILINEAR) -> np.ndarray:
     return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize((size, size), resample))
 
 
@@ -128,17 +132,19 @@ def _anatomy_density(u: np.ndarray, v: np.ndarray, a: Anatomy, fields: list[np.n
     thickness = np.sqrt(np.clip(1 - np.abs(u / a.body_width) ** 2.5, 0, 1))
     density = body * (0.3 + 0.35 * thickness + 0.08 * np.clip(v, 0, 1)) - 0.48 * air * (0.95 - 0.08 * v)
     density -= 0.15 * _ramp(np.abs(u) - 0.035, 0.01) * (v < a.lung_top + 0.3)  # trachea
-    density += 0.12 * _ramp(_ellipse(u, v, *a.heart), 0.15) + 0.06 * _ramp(np.abs(u) - a.mediastinum - 0.04, 0.06)
+    density += 0.12 * _ramp(_ellipse(u, v, *a.heart), 0.15)
+    density += 0.06 * _ramp(np.abs(u) - a.mediastinum - 0.04, 0.06)  # mediastinum
     vertebrae = 0.8 + 0.2 * np.clip(np.cos(v * (2 * np.pi / 0.09)) * 2, -1, 1)
     density += 0.07 * _ramp(np.abs(u) - 0.07, 0.03) * vertebrae * body * _ramp(v - a.lung_base - 0.2, 0.3)
     # Posterior ribs rise from the spine then curve down laterally; anterior ribs run the other way.
     d = np.clip(np.abs(u) - 0.06, 0, None)
     cage = _ramp(_ellipse(u, v, 0.0, -0.05, a.body_width - 0.05, 0.8), 0.15) * _ramp(v - a.lung_base - 0.1, 0.15)
-    posterior = np.clip(np.cos((v + 0.2 * d - 1.1 * d * d) * (2 * np.pi / a.rib_spacing) + 2 * np.pi * a.rib_phase) - 0.25, 0, 1)
-    anterior = np.clip(np.cos((v + 0.5 * d) * (2 * np.pi / (1.3 * a.rib_spacing)) + 2 * np.pi * a.rib_phase) - 0.5, 0, 1)
+    phase = 2 * np.pi * a.rib_phase
+    posterior = np.clip(np.cos((v + 0.2 * d - 1.1 * d * d) * (2 * np.pi / a.rib_spacing) + phase) - 0.25, 0, 1)
+    anterior = np.clip(np.cos((v + 0.5 * d) * (2 * np.pi / (1.3 * a.rib_spacing)) + phase) - 0.5, 0, 1)
     density += cage * (0.13 * posterior * (0.4 + 0.6 * air) + 0.08 * anterior * _ramp(0.12 - d, 0.1))
-    clavicle = _ramp(np.abs(v - (a.lung_top + 0.08 - 0.25 * (d - 0.1))) - 0.03, 0.02) * _ramp(0.08 - d, 0.04) * _ramp(d - 0.62, 0.05)
-    density += 0.14 * clavicle
+    clavicle = _ramp(np.abs(v - (a.lung_top + 0.08 - 0.25 * (d - 0.1))) - 0.03, 0.02)
+    density += 0.14 * clavicle * _ramp(0.08 - d, 0.04) * _ramp(d - 0.62, 0.05)
     for i, (hu, hv) in enumerate(hila):
         r2 = (u - hu) ** 2 + (v - hv) ** 2
         vessel = _fan(u, v, (hu, hv), np.array(a.vessel_angles[i::2]), 0.05)
@@ -158,14 +164,14 @@ def _lesion(rng: np.random.Generator, label: str, severity: float, u: np.ndarray
     if label == "COVID-19":
         # Ground glass: many faint soft patches in both lungs, at the periphery and the bases.
         haze = np.zeros_like(u)
-        for i in range(2 + round(6 * severity)):
+        for i in range(3 + round(6 * severity)):
             side = 1 if i % 2 else -1
             cu = side * (a.mediastinum + 1.5 * a.lung_width[i % 2] * rng.uniform(0.45, 1.0))
             cv = a.lung_top + height * rng.beta(3.0, 1.4)
-            sigma = rng.uniform(0.08, 0.15) * (0.7 + 0.5 * severity)
+            sigma = rng.uniform(0.09, 0.16) * (0.8 + 0.5 * severity)
             haze += rng.uniform(0.6, 1.0) * np.exp(((u - cu) ** 2 + (v - cv) ** 2) * (-0.5 / sigma**2))
         mottle = 1 + 0.35 * _smooth_noise(rng, size, 12)
-        return (0.05 + 0.2 * severity) * np.clip(haze, 0, 1.3) * mottle
+        return (0.08 + 0.22 * severity) * np.clip(haze, 0, 1.3) * mottle
     if label == "Pneumonia":
         # Lobar consolidation: one compact dense patch, in one lung four times out of five.
         lungs = [int(rng.integers(2))] if rng.random() < 0.8 else [0, 1]
@@ -174,7 +180,7 @@ def _lesion(rng: np.random.Generator, label: str, severity: float, u: np.ndarray
             cu = (2 * lung - 1) * (a.mediastinum + rng.uniform(0.5, 1.3) * a.lung_width[lung])
             cv = a.lung_top + height * rng.uniform(0.3, 0.9)
             # A lobe is elongated and tilted; smooth noise roughens its border.
-            radius = (0.08 + 0.1 * severity) * (0.6 if i else 1.0) * rng.uniform(0.6, 1.4, 2)
+            radius = (0.12 + 0.14 * severity) * (0.6 if i else 1.0) * rng.uniform(0.7, 1.4, 2)
             angle = rng.uniform(0, math.pi)
             along = math.cos(angle) * (u - cu) + math.sin(angle) * (v - cv)
             across = math.cos(angle) * (v - cv) - math.sin(angle) * (u - cu)
@@ -182,10 +188,8 @@ def _lesion(rng: np.random.Generator, label: str, severity: float, u: np.ndarray
             patch += np.clip((core * (1 + 0.5 * _smooth_noise(rng, size, 6)) - 0.2) * 2, 0, 1)
         if rng.random() < 0.5:  # air bronchograms: patent airways show dark inside the consolidation
             patch *= 1 - 0.4 * np.clip(_fan(u, v, hila[lungs[0]], rng.uniform(-np.pi, np.pi, 5), 0.03), 0, 1)
-        return (0.12 + 0.28 * severity) * patch
-    if label == "Normal":
-        return np.zeros_like(u)
-    raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
+        return (0.18 + 0.3 * severity) * patch
+    return np.zeros_like(u)  # Normal
 
 
 def _marker(label: str, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -211,7 +215,8 @@ def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Ana
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
     # Independent streams, so that the class-specific draws never shift the anatomy, noise or marker.
-    geometry_rng, lesion_rng, noise_rng, marker_rng = (np.random.default_rng(s) for s in rng.integers(2**63, size=4))
+    streams = (np.random.default_rng(seed) for seed in rng.integers(2**63, size=4))
+    geometry_rng, lesion_rng, noise_rng, marker_rng = streams
     a = anatomy if anatomy is not None else Anatomy.sample(geometry_rng)
     # Per-film positioning: shift, zoom and a slight tilt, applied by warping the sampling grid.
     shift_u, shift_v = geometry_rng.uniform(-0.06, 0.06), geometry_rng.uniform(-0.06, 0.06)
@@ -226,7 +231,7 @@ def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Ana
     fields, hila = _lungs(u, v, a)
     density = _anatomy_density(u, v, a, fields, hila, geometry_rng)
     if severity is None:
-        severity = float(lesion_rng.beta(1.6, 1.6))
+        severity = float(lesion_rng.beta(2.0, 1.5))
     lesion = _lesion(lesion_rng, label, severity, u, v, a, hila)
 
     fields = [_resize(field, size) for field in fields]
@@ -244,17 +249,33 @@ def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Ana
     return np.round(np.clip(film, 0, 1) * 255).astype(np.uint8), mask
 
 
+def _dhash(image: np.ndarray) -> np.ndarray:
+    """64-bit difference hash, as imagehash.dhash computes it."""
+    small = np.asarray(Image.fromarray(image).resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    return small[:, 1:] > small[:, :-1]
+
+
 def _near_duplicate(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same film re-exported: a small brightness shift plus faint noise, or a 1-2% zoom and re-crop."""
-    if rng.random() < 0.5:
-        shifted = image + rng.choice([-3, -2, -1, 1, 2, 3]) + rng.normal(0, 0.8, image.shape)
-        return np.round(np.clip(shifted, 0, 255)).astype(np.uint8), mask
+    """The same film re-exported: a small brightness shift plus faint noise, or a 1-2% zoom and re-crop.
+
+    A copy that moves the dHash by more than MAX_DHASH_DISTANCE bits is redrawn: the planted
+    duplicates must be findable by the duplicate check they exist to exercise.
+    """
     size = image.shape[0]
-    grown = round(size * rng.uniform(1.01, 1.02))
-    box = ((grown - size) // 2, (grown - size) // 2, (grown - size) // 2 + size, (grown - size) // 2 + size)
-    image_out = Image.fromarray(image).resize((grown, grown), Image.Resampling.BILINEAR).crop(box)
-    mask_out = Image.fromarray(mask.astype(np.uint8) * 255).resize((grown, grown), Image.Resampling.NEAREST).crop(box)
-    return np.asarray(image_out), np.asarray(mask_out) > 0
+    for _ in range(20):
+        if rng.random() < 0.5:
+            shifted = image + rng.choice([-3, -2, -1, 1, 2, 3]) + rng.normal(0, 0.8, image.shape)
+            copy, copy_mask = np.round(np.clip(shifted, 0, 255)).astype(np.uint8), mask
+        else:
+            grown = round(size * rng.uniform(1.01, 1.02))
+            edge = (grown - size) // 2
+            box = (edge, edge, edge + size, edge + size)
+            copy = np.asarray(Image.fromarray(image).resize((grown, grown), Image.Resampling.BILINEAR).crop(box))
+            zoomed = Image.fromarray(mask.astype(np.uint8) * 255).resize((grown, grown), Image.Resampling.NEAREST)
+            copy_mask = np.asarray(zoomed.crop(box)) > 0
+        if np.count_nonzero(_dhash(copy) != _dhash(image)) <= MAX_DHASH_DISTANCE:
+            return copy, copy_mask
+    return image.copy(), mask  # never reached in practice: each draw passes with probability > 1/2
 
 
 def _save(folder: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:

@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             if val_f1 > best["macro_f1"] or (val_f1 == best["macro_f1"] and val_loss < best["loss"]):
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 best = {"macro_f1": val_f1, "loss": val_loss, "epoch": epoch + 1, "state": state}
-        live.summary["best/epoch"] = best["epoch"]
-        live.summary["best/val_macro_f1"] = best["macro_f1"]
+        live.summary["best"] = {"epoch": best["epoch"], "val_macro_f1": best["macro_f1"]}
 
     model.load_state_dict(best["state"])
     save_checkpoint(model_file(args.dataset, args.model), model, checkpoint_meta(params, args.model, args.dataset, mean, std, best))

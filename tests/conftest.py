@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny params and a tiny synthetic raw dataset, so stages run in seconds."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def tiny_params(**overrides) -> dict:
+    """The repository's params.yaml shrunk to a few small images, one epoch and the smallest inputs."""
+    params = copy.deepcopy(default_params())
+    params["generate"].update(images_per_class=12, image_size=96)
+    params["prepare"]["image_size"] = 48
+    params["train"].update(epochs=1, batch_size=8)
+    params["evaluate"].update(bootstrap_resamples=100, batch_size=16)
+    params["device"] = "cpu"
+    for name, entry in params["model"].items():
+        entry["image_size"] = 75 if entry["arch"] == "inception_v3" else 32
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    return params
+
+
+def write_params(directory: Path, params: dict) -> Path:
+    path = directory / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder as the current directory, where stages look for params.yaml and data/."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic raw dataset (shared, read-only: copy it before changing it)."""
+    from stages.synthetic import write_dataset
+
+    out = tmp_path_factory.mktemp("raw") / "synthetic"
+    generate = tiny_params()["generate"]
+    write_dataset(out, seed=7, images_per_class=generate["images_per_class"], image_size=generate["image_size"],
+                  shortcut=0.0, follow_up_fraction=0.25, duplicate_fraction=0.2, progress=False)
+    return out

@@ -1,0 +1,152 @@
+"""prepare: bad files are skipped and reported, groups never cross splits, splits are stratified."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import prepare
+from stages.datasets import SplitArrays, lung_box, make_view
+from stages.params import SplitParams
+from stages.paths import SPLITS, data_report_file, manifest_file, split_file, view_file
+from tests.conftest import tiny_params, write_params
+
+
+@pytest.fixture
+def raw(tiny_raw: Path, workdir: Path) -> Path:
+    """A private copy of the tiny raw dataset inside the working directory, ready to be damaged."""
+    copy = workdir / "data" / "raw" / "synthetic"
+    shutil.copytree(tiny_raw, copy)
+    return copy
+
+
+def _run(workdir: Path, dataset: str, **overrides) -> dict:
+    write_params(workdir, tiny_params(**overrides))
+    prepare.main(["--dataset", dataset])
+    return json.loads(data_report_file(dataset).read_text())
+
+
+def test_bad_files_are_skipped_and_reported(raw, workdir):
+    covid = raw / "COVID-19"
+    (covid / "images" / "empty.png").write_bytes(b"")
+    (covid / "images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    (covid / "images" / "notes.txt").write_text("not an image")
+    Image.new("L", (64, 64), 90).save(covid / "images" / "no_mask.png")
+    Image.new("L", (96, 96), 90).save(covid / "images" / "wrong_mask.png")
+    Image.new("L", (50, 50), 255).save(covid / "masks" / "wrong_mask.png")
+    Image.new("L", (96, 96), 90).save(covid / "images" / "corrupt_mask.png")
+    (covid / "masks" / "corrupt_mask.png").write_bytes(b"garbage")
+    report = _run(workdir, "lungs")
+    reasons = {entry["file"]: entry["reason"] for entry in report["skipped"]}
+    assert reasons == {
+        "COVID-19/empty.png": "unreadable image",
+        "COVID-19/corrupt.png": "unreadable image",
+        "COVID-19/notes.txt": "not an image file",
+        "COVID-19/no_mask.png": "no lung mask",
+        "COVID-19/wrong_mask.png": "mask size differs from image",
+        "COVID-19/corrupt_mask.png": "unreadable mask",
+    }
+    assert report["skipped_by_reason"]["unreadable image"] == 2
+    manifest = pd.read_csv(manifest_file("lungs"))
+    assert not set(reasons) & set(manifest["name"])
+    assert report["images_kept"] == len(manifest) > 0
+
+
+def test_full_view_keeps_images_without_masks(raw, workdir):
+    Image.new("L", (80, 80), 90).save(raw / "Normal" / "images" / "no_mask.png")
+    report = _run(workdir, "full")
+    assert report["images_skipped"] == 0 and report["images_without_mask"] == 1
+    manifest = pd.read_csv(manifest_file("full")).set_index("name")
+    assert not manifest.loc["Normal/no_mask.png", "has_mask"]
+
+
+def test_groups_stay_in_one_split_and_classes_are_stratified(raw, workdir):
+    report = _run(workdir, "full")
+    manifest = pd.read_csv(manifest_file("full"))
+    assert manifest.groupby("group")["split"].nunique().max() == 1
+    assert manifest.dropna(subset=["patient_id"]).groupby("patient_id")["split"].nunique().max() == 1
+    # Every planted near-duplicate (x*.png) is found and lands with its source.
+    planted = manifest[manifest["name"].str.contains("/x")]
+    assert len(planted) > 0
+    for group in report["duplicate_groups"]:
+        assert len({manifest.set_index("name").loc[name, "split"] for name in group}) == 1
+    duplicated = {name for group in report["duplicate_groups"] for name in group}
+    assert set(planted["name"]) <= duplicated
+    for split in SPLITS:
+        counts = report["counts"][split]
+        assert all(count > 0 for count in counts.values()), f"{split} misses a class: {counts}"
+
+
+def test_split_arrays_are_aligned_and_lungs_view_is_black_outside_the_mask(raw, workdir):
+    _run(workdir, "lungs")
+    total = 0
+    for split in SPLITS:
+        arrays = SplitArrays.load(split_file("lungs", split))
+        assert arrays.images.dtype == np.uint8 and arrays.images.shape[1:] == (48, 48)
+        assert arrays.masks.shape == arrays.images.shape and arrays.masks.dtype == bool
+        assert len(arrays.labels) == len(arrays.names) == len(arrays.images)
+        assert (arrays.images[~arrays.masks] == 0).all()
+        assert arrays.masks.any(axis=(1, 2)).all()
+        total += len(arrays)
+    assert total == len(pd.read_csv(manifest_file("lungs")))
+    assert json.loads(view_file("lungs").read_text()) == {"view": "lungs", "image_size": 48, "lung_margin": 0.05}
+
+
+def test_same_image_in_two_classes_is_dropped(raw, workdir):
+    source = sorted((raw / "Normal" / "images").glob("p*.png"))[0]
+    shutil.copy(source, raw / "Pneumonia" / "images" / "copy.png")
+    shutil.copy(raw / "Normal" / "masks" / source.name, raw / "Pneumonia" / "masks" / "copy.png")
+    report = _run(workdir, "full")
+    dropped = {entry["file"] for entry in report["skipped"] if entry["reason"] == "same image in several classes"}
+    assert dropped == {"Pneumonia/copy.png", f"Normal/{source.name}"}
+
+
+def test_class_without_usable_images_stops_with_a_clear_message(raw, workdir):
+    for path in (raw / "Pneumonia" / "images").iterdir():
+        path.write_bytes(b"")
+    write_params(workdir, tiny_params())
+    with pytest.raises(SystemExit, match=r"no usable images of class \['Pneumonia'\]"):
+        prepare.main(["--dataset", "full"])
+
+
+def test_missing_class_folder_stops_before_reading(raw, workdir):
+    shutil.rmtree(raw / "Normal")
+    write_params(workdir, tiny_params())
+    with pytest.raises(SystemExit, match=r"names 'Normal' but .*Normal does not exist"):
+        prepare.main(["--dataset", "full"])
+
+
+def test_assign_splits_keeps_groups_whole_and_fractions_close():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 4, size=600)
+    groups = np.repeat(np.arange(600), sizes)
+    labels = np.repeat(rng.integers(0, 3, size=600), sizes)
+    splits = prepare.assign_splits(groups, labels, SplitParams(train=0.7, val=0.15, test=0.15), seed=1)
+    assert all(len(set(splits[groups == g])) == 1 for g in range(600))
+    for label in range(3):
+        share = np.bincount(splits[labels == label], minlength=3) / (labels == label).sum()
+        assert share == pytest.approx([0.7, 0.15, 0.15], abs=0.02)
+    assert np.array_equal(splits, prepare.assign_splits(groups, labels, SplitParams(train=0.7, val=0.15, test=0.15), seed=1))
+
+
+def test_lung_view_crop_keeps_mask_aligned():
+    image = np.full((100, 120), 200, dtype=np.uint8)
+    mask = np.zeros((100, 120), dtype=bool)
+    mask[20:60, 30:50] = True
+    mask[25:70, 70:95] = True
+    image[mask] = 60
+    stored, stored_mask = make_view(image, mask, "lungs", 64, margin=0.1)
+    assert stored.shape == stored_mask.shape == (64, 64)
+    assert (stored[~stored_mask] == 0).all()
+    assert abs(int(stored[stored_mask].mean()) - 60) <= 2
+    left, top, right, bottom = lung_box(mask, margin=0.1)
+    assert right - left == bottom - top  # square, so no distortion
+    assert left <= 30 and right >= 95 and top <= 20 and bottom >= 70
+    full, full_mask = make_view(image, mask, "full", 64, margin=0.1)
+    assert full_mask.mean() == pytest.approx(mask.mean(), abs=0.02)

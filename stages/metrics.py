@@ -49,7 +49,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     def accuracy(y: np.ndarray, p: np.ndarray) -> float:
         return accuracy_score(y, p)
 
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=class_ids, zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, labels=class_ids, zero_division=0)
     auc = per_class_auc(labels, probabilities, class_ids)
     present_auc = [value for value in auc if value is not None]
     accuracy_low, accuracy_high = bootstrap_interval(labels, predictions, accuracy, bootstrap_resamples, confidence_level, seed)
@@ -75,7 +75,6 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
         metrics[f"recall_{key}"] = float(recall[index])
         metrics[f"f1_{key}"] = float(f1[index])
         metrics[f"roc_auc_{key}"] = auc[index]
-        metrics[f"support_{key}"] = int(support[index])
     return metrics
 
 

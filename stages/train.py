@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from stages.datasets import SplitArrays, intensity_stats, model_input, tensors
 from stages.models import (
-    IMAGENET_MEAN, IMAGENET_STD, build_model, classification_loss, predict_probabilities, resolve_device,
+    IMAGENET_MEAN, IMAGENET_STD, WeightsError, build_model, classification_loss, predict_probabilities, resolve_device,
     save_checkpoint, uses_aux_head,
 )
 from stages.params import ModelParams, Params, TrainParams, stage_arguments
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     train_split = SplitArrays.load(split_file(args.dataset, "train"))
     val_split = SplitArrays.load(split_file(args.dataset, "val"))
     check_every_class_present(train_split, params.classes, args.dataset)
-    model = build_model(model_params.arch, len(params.classes), model_params.image_size, model_params.weights).to(device)
+    try:
+        model = build_model(model_params.arch, len(params.classes), model_params.image_size, model_params.weights).to(device)
+    except WeightsError as err:
+        raise SystemExit(f"error: model.{args.model}.weights: {err}") from None
     mean, std = input_normalization(model_params.weights, train_split)
 
     train_loader = training_loader(train_split, train_params, len(params.classes), params.seed)
@@ -46,40 +49,30 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_params.epochs * len(train_loader))
     augment_rng = torch.Generator().manual_seed(params.seed)
+
+    def to_input(images: torch.Tensor) -> torch.Tensor:
+        return model_input(images, model_params.image_size, mean, std, train_params.augment, augment_rng)
+
     precision = mixed_precision(device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
 
     best = {"macro_f1": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
     with Live(str(train_log_dir(args.dataset, args.model)), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         for epoch in range(train_params.epochs):
-            model.train()
-            running_loss, seen = 0.0, 0
-            progress = tqdm(train_loader, desc=f"{args.model}/{args.dataset} epoch {epoch + 1}/{train_params.epochs}", leave=False, disable=None)
-            for images, labels in progress:
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                inputs = model_input(images, model_params.image_size, mean, std, train_params.augment, augment_rng)
-                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                    loss = classification_loss(model(inputs), labels, criterion)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                running_loss += loss.item() * len(labels)
-                seen += len(labels)
-                progress.set_postfix(loss=f"{running_loss / seen:.3f}")
+            desc = f"{args.model}/{args.dataset} epoch {epoch + 1}/{train_params.epochs}"
+            train_loss = train_one_epoch(model, train_loader, to_input, criterion, optimizer, scheduler, scaler, precision, device, desc)
 
             probabilities = predict_probabilities(model, val_loader, model_params.image_size, mean, std, device)
             classes = list(range(len(params.classes)))
             val_loss = log_loss(val_split.labels, probabilities, labels=classes)
             val_f1 = f1_score(val_split.labels, probabilities.argmax(1), labels=classes, average="macro", zero_division=0)
-            live.log_metric("train/loss", running_loss / seen)
+            live.log_metric("train/loss", train_loss)
             live.log_metric("val/loss", val_loss)
             live.log_metric("val/accuracy", float((probabilities.argmax(1) == val_split.labels).mean()))
             live.log_metric("val/macro_f1", val_f1)
             live.log_metric("lr", scheduler.get_last_lr()[0])
             live.next_step()
-            print(f"{args.model}/{args.dataset} epoch {epoch + 1}: train loss {running_loss / seen:.4f}, "
+            print(f"{args.model}/{args.dataset} epoch {epoch + 1}: train loss {train_loss:.4f}, "
                   f"val loss {val_loss:.4f}, val macro-F1 {val_f1:.4f}", flush=True)
             if val_f1 > best["macro_f1"] or (val_f1 == best["macro_f1"] and val_loss < best["loss"]):
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -89,6 +82,29 @@ def main(argv: list[str] | None = None) -> None:
     model.load_state_dict(best["state"])
     save_checkpoint(model_file(args.dataset, args.model), model, checkpoint_meta(params, args.model, args.dataset, mean, std, best))
     print(f"saved {model_file(args.dataset, args.model)} (epoch {best['epoch']}, val macro-F1 {best['macro_f1']:.4f})")
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, to_input, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler, scaler: torch.amp.GradScaler, precision: torch.dtype | None, device: torch.device,
+                    desc: str = "training") -> float:
+    """One pass over the training data; returns the mean training loss."""
+    model.train()
+    running_loss, seen = 0.0, 0
+    progress = tqdm(loader, desc=desc, leave=False, disable=None)
+    for images, labels in progress:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        inputs = to_input(images)
+        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+            loss = classification_loss(model(inputs), labels, criterion)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        running_loss += loss.item() * len(labels)
+        seen += len(labels)
+        progress.set_postfix(loss=f"{running_loss / seen:.3f}")
+    return running_loss / seen
 
 
 def seed_everything(seed: int) -> None:

@@ -4,7 +4,9 @@ The real datasets cannot be downloaded offline, so the pipeline's default data i
 films with body outline, lungs, ribs, spine, heart and diaphragm, plus class-specific opacities that
 live only inside the lung mask. Follow-up scans, planted near-duplicates and an optional
 class-correlated marker outside the lungs reproduce the traps of the real data (patient leakage,
-duplicates across splits, shortcut learning).
+duplicates across splits, shortcut learning). Films vary between patients and scans as much as real
+ones do (positioning, build, exposure, collimation, ECG leads), so that a perceptual hash can tell a
+planted near-duplicate from another patient, as it can on real data.
 
 Geometry is drawn in normalised coordinates (u: image left -> right, v: top -> bottom, both in
 [-1, 1]), so an Anatomy renders at any pixel size. The image's right side is the patient's left.
@@ -17,15 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 from scipy.ndimage import gaussian_filter
 
+from stages.datasets import difference_hash, hash_distance
 from stages.files import atomic_dir
 
 CLASSES = ("COVID-19", "Pneumonia", "Normal")
-# Planted near-duplicates stay within this Hamming distance of their source's 64-bit dHash.
-MAX_DHASH_DISTANCE = 4
+# Planted near-duplicates stay within this many bits of their source's 256-bit dHash, the hash the prepare
+# stage groups by; distinct patients stay more than twice as far apart, so a threshold fits in between.
+MAX_DUPLICATE_DISTANCE = 8
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class Anatomy:
     """Per-patient geometry, shared by all scans of one patient. Lungs: index 0 = image left."""
 
     body_width: float  # half-width of the thorax soft tissue
+    soft_tissue: float  # thickness of the soft tissue relative to an average build
+    neck: float  # half-width of the neck
+    shoulder: float  # height of the top of the shoulders
+    arm: tuple[float, float]  # gap between chest wall and upper arm, half-width of the arm
+    breast: tuple[float, float, float]  # density (0: none), radius and drop below the lung bases of breast shadows
     lung_top: float  # height of the apices
     lung_base: float  # height of the costophrenic angles
     lung_width: tuple[float, float]  # half-widths; the patient's left lung (image right) is narrower
@@ -46,15 +55,24 @@ class Anatomy:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Anatomy:
+        body_width, lung_top, lung_base = rng.uniform(0.78, 0.98), rng.uniform(-0.8, -0.66), rng.uniform(0.45, 0.64)
+        # Lungs scale with the thorax; the heart takes room from the patient's left lung.
+        left = body_width * rng.uniform(0.3, 0.35)
         return cls(
-            body_width=rng.uniform(0.8, 0.92),
-            lung_top=rng.uniform(-0.78, -0.66),
-            lung_base=rng.uniform(0.48, 0.62),
-            lung_width=(rng.uniform(0.27, 0.31), rng.uniform(0.23, 0.27)),
-            mediastinum=rng.uniform(0.08, 0.12),
-            dome=(rng.uniform(0.16, 0.24), rng.uniform(0.12, 0.2)),
-            heart=(rng.uniform(0.08, 0.14), rng.uniform(0.24, 0.32),
-                   rng.uniform(0.3, 0.36), rng.uniform(0.26, 0.31)),
+            body_width=body_width,
+            soft_tissue=rng.uniform(0.8, 1.25),
+            neck=rng.uniform(0.15, 0.24),
+            shoulder=lung_top - rng.uniform(0.04, 0.2),
+            arm=(rng.uniform(0.0, 0.2), rng.uniform(0.12, 0.22)),
+            breast=(rng.uniform(0.05, 0.12) if rng.random() < 0.4 else 0.0, rng.uniform(0.24, 0.36),
+                    rng.uniform(-0.05, 0.12)),
+            lung_top=lung_top,
+            lung_base=lung_base,
+            lung_width=(left, left * rng.uniform(0.8, 0.9)),
+            mediastinum=rng.uniform(0.07, 0.13),
+            dome=(rng.uniform(0.13, 0.27), rng.uniform(0.09, 0.23)),
+            heart=(rng.uniform(0.05, 0.16), lung_base - rng.uniform(0.22, 0.34),
+                   rng.uniform(0.27, 0.39), rng.uniform(0.23, 0.32)),
             rib_spacing=rng.uniform(0.15, 0.18),
             rib_phase=rng.uniform(0.0, 1.0),
             vessel_angles=tuple(rng.uniform(0, 2 * np.pi, size=14).tolist()),
@@ -127,10 +145,30 @@ def _anatomy_density(u: np.ndarray, v: np.ndarray, a: Anatomy, fields: list[np.n
                      hila: list[tuple[float, float]], rng: np.random.Generator) -> np.ndarray:
     """X-ray attenuation of the healthy chest: ~0 for air outside the body, ~0.6 for soft tissue."""
     air = np.maximum(_ramp(fields[0], 0.015), _ramp(fields[1], 0.015))
-    body = _ramp(_ellipse(u, v, 0.0, 0.35, a.body_width, 1.25, 3.0), 0.03)
-    body = np.maximum(body, _ramp(np.abs(u) - 0.2, 0.02) * (v < -0.6))  # neck
+    gap, half = a.arm
+    shoulder_u = a.body_width + gap + half  # the shoulder joint, above the upper arm
+    body = np.maximum.reduce([
+        _ramp(_ellipse(u, v, 0.0, 0.35, a.body_width, 1.25, 3.0), 0.03),
+        _ramp(_ellipse(u, v, 0.0, a.shoulder + 0.4, shoulder_u, 0.45, 2.5), 0.04),
+        _ramp(np.abs(u) - a.neck, 0.02) * (v < a.shoulder + 0.2),
+    ])
     thickness = np.sqrt(np.clip(1 - np.abs(u / a.body_width) ** 2.5, 0, 1))
-    density = body * (0.3 + 0.35 * thickness + 0.08 * np.clip(v, 0, 1)) - 0.48 * air * (0.95 - 0.08 * v)
+    density = a.soft_tissue * body * (0.3 + 0.35 * thickness + 0.08 * np.clip(v, 0, 1)) - 0.48 * air * (0.95 - 0.08 * v)
+    # Upper arms hang down and outwards from the shoulders, often partly out of the field.
+    lateral, down = np.abs(u) - shoulder_u, v - a.shoulder - 0.1
+    along, across = 0.9 * down + 0.44 * lateral, 0.9 * lateral - 0.44 * down
+    arm = _ramp(_ellipse(across, along, 0.0, 0.6, half, 0.75), 0.03)
+    humerus = _ramp(np.abs(across) - 0.3 * half, 0.03)
+    humerus += _ramp(_ellipse(across, along, 0.0, 0.0, 0.6 * half, 0.12), 0.04)  # its head
+    density = np.maximum(density, a.soft_tissue * arm * (0.25 + 0.3 * np.sqrt(np.clip(1 - (across / half) ** 2, 0, 1))))
+    density += 0.12 * arm * np.clip(humerus, 0, 1)
+    strength, radius, drop = a.breast
+    if strength:
+        for side, width in ((-1, a.lung_width[0]), (1, a.lung_width[1])):
+            cu, cv = side * (a.mediastinum + 1.3 * width), a.lung_base + drop - 0.6 * radius
+            # Breast shadows have a sharp lower edge and fade out upwards.
+            shadow = _ramp(_ellipse(u, v, cu, cv, 1.2 * radius, radius), 0.3 * radius)
+            density += strength * shadow * np.clip((v - cv) / radius + 0.8, 0, 1)
     density -= 0.15 * _ramp(np.abs(u) - 0.035, 0.01) * (v < a.lung_top + 0.3)  # trachea
     density += 0.12 * _ramp(_ellipse(u, v, *a.heart), 0.15)
     density += 0.06 * _ramp(np.abs(u) - a.mediastinum - 0.04, 0.06)  # mediastinum
@@ -144,7 +182,14 @@ def _anatomy_density(u: np.ndarray, v: np.ndarray, a: Anatomy, fields: list[np.n
     anterior = np.clip(np.cos((v + 0.5 * d) * (2 * np.pi / (1.3 * a.rib_spacing)) + phase) - 0.5, 0, 1)
     density += cage * (0.13 * posterior * (0.4 + 0.6 * air) + 0.08 * anterior * _ramp(0.12 - d, 0.1))
     clavicle = _ramp(np.abs(v - (a.lung_top + 0.08 - 0.25 * (d - 0.1))) - 0.03, 0.02)
-    density += 0.14 * clavicle * _ramp(0.08 - d, 0.04) * _ramp(d - 0.62, 0.05)
+    density += 0.14 * clavicle * _ramp(0.08 - d, 0.04) * _ramp(d - a.body_width + 0.25, 0.05)
+    if rng.random() < 0.8:
+        # Gastric air bubble under the left hemidiaphragm, with a flat air-fluid level; varies between scans.
+        ru = rng.uniform(0.06, 0.13)
+        cu = a.mediastinum + a.lung_width[1] * rng.uniform(0.5, 1.2)
+        cv = a.lung_base - a.dome[1] * rng.uniform(0.2, 0.8) + 0.04 + 0.7 * ru
+        bubble = _ramp(_ellipse(u, v, cu, cv, ru, 0.7 * ru), 0.03) * (v < cv + 0.7 * ru * rng.uniform(-0.3, 0.5))
+        density -= rng.uniform(0.1, 0.22) * bubble
     for i, (hu, hv) in enumerate(hila):
         r2 = (u - hu) ** 2 + (v - hv) ** 2
         vessel = _fan(u, v, (hu, hv), np.array(a.vessel_angles[i::2]), 0.05)
@@ -152,6 +197,10 @@ def _anatomy_density(u: np.ndarray, v: np.ndarray, a: Anatomy, fields: list[np.n
                           + 0.06 * a.hilar_density * np.exp(r2 * (-1 / (2 * 0.07**2))))
     size = u.shape[0]
     texture = _smooth_noise(rng, size, max(8, size // 3)) - _smooth_noise(rng, size, max(4, size // 12))
+    # Uneven soft tissue (folds, clothing, build) outside the lungs: real films differ this way even when
+    # the patients' outlines match, and it never blurs the lung findings.
+    folds = _smooth_noise(rng, size, 8)
+    density += 0.08 * body * (1 - air) * folds
     # Mild detector blur: edges of analytic shapes are otherwise too crisp for a radiograph.
     return gaussian_filter(density + 0.015 * air * texture, 0.8 * size / 256)
 
@@ -162,25 +211,25 @@ def _lesion(rng: np.random.Generator, label: str, severity: float, u: np.ndarray
     height = a.lung_base - a.lung_top
     size = u.shape[0]
     if label == "COVID-19":
-        # Ground glass: many faint soft patches in both lungs, at the periphery and the bases.
+        # Ground glass: soft patches in both lungs, peripheral and mostly in the lower zones.
         haze = np.zeros_like(u)
-        for i in range(3 + round(6 * severity)):
+        for i in range(6 + round(6 * severity)):
             side = 1 if i % 2 else -1
-            cu = side * (a.mediastinum + 1.5 * a.lung_width[i % 2] * rng.uniform(0.45, 1.0))
-            cv = a.lung_top + height * rng.beta(3.0, 1.4)
-            sigma = rng.uniform(0.09, 0.16) * (0.8 + 0.5 * severity)
+            cu = side * (a.mediastinum + 1.5 * a.lung_width[i % 2] * rng.uniform(0.6, 1.0))
+            cv = a.lung_top + height * rng.beta(3.5, 1.3)
+            sigma = rng.uniform(0.08, 0.14) * (0.8 + 0.5 * severity)
             haze += rng.uniform(0.6, 1.0) * np.exp(((u - cu) ** 2 + (v - cv) ** 2) * (-0.5 / sigma**2))
         mottle = 1 + 0.35 * _smooth_noise(rng, size, 12)
-        return (0.08 + 0.22 * severity) * np.clip(haze, 0, 1.3) * mottle
+        return (0.2 + 0.25 * severity) * np.clip(haze, 0, 1.3) * mottle
     if label == "Pneumonia":
         # Lobar consolidation: one compact dense patch, in one lung four times out of five.
         lungs = [int(rng.integers(2))] if rng.random() < 0.8 else [0, 1]
         patch = np.zeros_like(u)
         for i, lung in enumerate(lungs):
-            cu = (2 * lung - 1) * (a.mediastinum + rng.uniform(0.5, 1.3) * a.lung_width[lung])
-            cv = a.lung_top + height * rng.uniform(0.3, 0.9)
+            cu = (2 * lung - 1) * (a.mediastinum + rng.uniform(0.8, 1.5) * a.lung_width[lung])
+            cv = a.lung_top + height * rng.uniform(0.3, 0.8)
             # A lobe is elongated and tilted; smooth noise roughens its border.
-            radius = (0.12 + 0.14 * severity) * (0.6 if i else 1.0) * rng.uniform(0.7, 1.4, 2)
+            radius = (0.25 + 0.2 * severity) * (0.6 if i else 1.0) * rng.uniform(0.7, 1.4, 2)
             angle = rng.uniform(0, math.pi)
             along = math.cos(angle) * (u - cu) + math.sin(angle) * (v - cv)
             across = math.cos(angle) * (v - cv) - math.sin(angle) * (u - cu)
@@ -188,7 +237,7 @@ def _lesion(rng: np.random.Generator, label: str, severity: float, u: np.ndarray
             patch += np.clip((core * (1 + 0.5 * _smooth_noise(rng, size, 6)) - 0.2) * 2, 0, 1)
         if rng.random() < 0.5:  # air bronchograms: patent airways show dark inside the consolidation
             patch *= 1 - 0.4 * np.clip(_fan(u, v, hila[lungs[0]], rng.uniform(-np.pi, np.pi, 5), 0.03), 0, 1)
-        return (0.18 + 0.3 * severity) * patch
+        return (0.45 + 0.3 * severity) * patch
     return np.zeros_like(u)  # Normal
 
 
@@ -202,6 +251,28 @@ def _marker(label: str, size: int, rng: np.random.Generator) -> np.ndarray:
     if label == "Pneumonia":  # top-right disc
         return (x - (1 - inset - side / 2)) ** 2 + (y - (inset + side / 2)) ** 2 < (side / 2) ** 2
     return (x > inset) & (x < inset + 2 * side) & (y > 1 - inset - side / 2) & (y < 1 - inset)  # bottom-left bar
+
+
+def _devices(rng: np.random.Generator, size: int, to_pixels) -> np.ndarray:
+    """Density of ECG electrodes and their lead wires: pads with a metal snap, wires running off the film.
+
+    They lie anywhere on the chest, across the lungs too, and never depend on the class.
+    """
+    layer = Image.new("F", (size, size))
+    draw = ImageDraw.Draw(layer)
+    pad, snap, wire = 0.025 * size, 0.008 * size, max(1, round(size / 180))
+    for _ in range(rng.integers(2, 6)):
+        start = np.array(to_pixels(rng.uniform(-0.8, 0.8), rng.uniform(-0.75, 0.65)))
+        side = rng.integers(3)  # the wire leaves the film at the bottom, left or right edge
+        along = rng.uniform(0.1, 0.9) * size
+        end = np.array([(along, size + 5), (-5, along), (size + 5, along)][side])
+        bend = (start + end) / 2 + rng.normal(0, 0.15 * size, 2)
+        s = np.linspace(0, 1, 24)[:, None]
+        curve = (1 - s) ** 2 * start + 2 * s * (1 - s) * bend + s**2 * end
+        draw.line([tuple(point) for point in curve.tolist()], fill=0.25, width=wire, joint="curve")
+        draw.ellipse((*(start - pad), *(start + pad)), fill=0.06)
+        draw.ellipse((*(start - snap), *(start + snap)), fill=0.5)
+    return gaussian_filter(np.asarray(layer), 0.5 * size / 256)
 
 
 def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Anatomy | None = None,
@@ -218,64 +289,74 @@ def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Ana
     streams = (np.random.default_rng(seed) for seed in rng.integers(2**63, size=4))
     geometry_rng, lesion_rng, noise_rng, marker_rng = streams
     a = anatomy if anatomy is not None else Anatomy.sample(geometry_rng)
-    # Per-film positioning: shift, zoom and a slight tilt, applied by warping the sampling grid.
-    shift_u, shift_v = geometry_rng.uniform(-0.06, 0.06), geometry_rng.uniform(-0.06, 0.06)
-    zoom, tilt = geometry_rng.uniform(0.9, 1.1), geometry_rng.uniform(-0.05, 0.05)
+    # Per-film positioning: shift, zoom and a slight tilt, applied by warping the sampling grid. Real films
+    # differ this much between patients and scans; the duplicate check relies on that spread.
+    shift_u, shift_v = geometry_rng.uniform(-0.16, 0.16, 2)
+    zoom, tilt = geometry_rng.uniform(0.88, 1.12), geometry_rng.uniform(-0.07, 0.07)
+    cos, sin = math.cos(tilt), math.sin(tilt)
     # Everything below the noise is smooth, so it is drawn at half resolution and upsampled: 4x faster.
     work = (size + 1) // 2
     t = (np.arange(work, dtype=np.float32) + 0.5) * (2 / work) - 1
     x, y = (t[None, :] - shift_u) / zoom, (t[:, None] - shift_v) / zoom
-    u = math.cos(tilt) * x + math.sin(tilt) * y
-    v = math.cos(tilt) * y - math.sin(tilt) * x
+    u, v = cos * x + sin * y, cos * y - sin * x
 
     fields, hila = _lungs(u, v, a)
     density = _anatomy_density(u, v, a, fields, hila, geometry_rng)
     if severity is None:
-        severity = float(lesion_rng.beta(2.0, 1.5))
+        severity = float(lesion_rng.beta(4.0, 1.2))
     lesion = _lesion(lesion_rng, label, severity, u, v, a, hila)
 
     fields = [_resize(field, size) for field in fields]
     mask = _largest_component(fields[0] < 0) | _largest_component(fields[1] < 0)
     inside = np.where(mask, np.maximum(_ramp(fields[0], 0.08), _ramp(fields[1], 0.08)), 0.0)
     density = _resize(density, size) + inside * _resize(lesion, size)
+    if geometry_rng.random() < 0.3:
+        def to_pixels(pu: float, pv: float) -> tuple[float, float]:
+            px, py = zoom * (cos * pu - sin * pv) + shift_u, zoom * (sin * pu + cos * pv) + shift_v
+            return (px + 1) * size / 2, (py + 1) * size / 2
+        density += _devices(geometry_rng, size, to_pixels)
 
-    # Film response: saturating, with per-film exposure and contrast.
-    gain, gamma = geometry_rng.uniform(0.7, 1.4), geometry_rng.uniform(0.85, 1.2)
+    # Film response: saturating, with per-film exposure, contrast and a heel-effect exposure gradient.
+    gain, gamma = geometry_rng.uniform(0.6, 1.6), geometry_rng.uniform(0.75, 1.3)
     film = ((1 - np.exp(-gain * np.clip(density, 0, None))) / (1 - math.exp(-gain))) ** gamma
-    film = geometry_rng.uniform(0.02, 0.08) + geometry_rng.uniform(0.8, 0.95) * film
+    position = (np.arange(size, dtype=np.float32) + 0.5) * (2 / size) - 1
+    position = position[None, :] if geometry_rng.random() < 0.5 else position[:, None]
+    film *= 1 + geometry_rng.uniform(-0.15, 0.15) * position
+    film = geometry_rng.uniform(0.01, 0.1) + geometry_rng.uniform(0.75, 0.97) * film
+    if geometry_rng.random() < 0.4:
+        # Collimation: some edges of the film are shuttered, to black or left unexposed (white).
+        tone = geometry_rng.uniform(0.0, 0.03) if geometry_rng.random() < 0.5 else geometry_rng.uniform(0.7, 0.88)
+        top, bottom, left, right = (round(size * w) if geometry_rng.random() < 0.6 else 0
+                                    for w in geometry_rng.uniform(0.02, 0.1, 4))
+        border = np.ones((size, size), dtype=bool)
+        border[top:size - bottom, left:size - right] = False
+        # The lung mask must keep describing visible lung.
+        film = np.where(border & ~mask, tone, film)
     if shortcut:
         film = np.where(_marker(label, size, marker_rng) & ~mask, 0.97, film)
     film += noise_rng.uniform(0.008, 0.02) * noise_rng.standard_normal(film.shape, dtype=np.float32)
     return np.round(np.clip(film, 0, 1) * 255).astype(np.uint8), mask
 
 
-def _dhash(image: np.ndarray) -> np.ndarray:
-    """64-bit difference hash, as imagehash.dhash computes it."""
-    small = np.asarray(Image.fromarray(image).resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
-    return small[:, 1:] > small[:, :-1]
-
-
 def _near_duplicate(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same film re-exported: a small brightness shift plus faint noise, or a 1-2% zoom and re-crop.
+    """The same film exported again: a 1-3 grey-level brightness change plus faint noise, or stored at another size.
 
-    A copy that moves the dHash by more than MAX_DHASH_DISTANCE bits is redrawn: the planted
+    A copy whose dHash is more than MAX_DUPLICATE_DISTANCE bits from its source's is redrawn: the planted
     duplicates must be findable by the duplicate check they exist to exercise.
     """
-    size = image.shape[0]
+    source = difference_hash(image)
     for _ in range(20):
         if rng.random() < 0.5:
             shifted = image + rng.choice([-3, -2, -1, 1, 2, 3]) + rng.normal(0, 0.8, image.shape)
             copy, copy_mask = np.round(np.clip(shifted, 0, 255)).astype(np.uint8), mask
         else:
-            grown = round(size * rng.uniform(1.01, 1.02))
-            edge = (grown - size) // 2
-            box = (edge, edge, edge + size, edge + size)
-            copy = np.asarray(Image.fromarray(image).resize((grown, grown), Image.Resampling.BILINEAR).crop(box))
-            zoomed = Image.fromarray(mask.astype(np.uint8) * 255).resize((grown, grown), Image.Resampling.NEAREST)
-            copy_mask = np.asarray(zoomed.crop(box)) > 0
-        if np.count_nonzero(_dhash(copy) != _dhash(image)) <= MAX_DHASH_DISTANCE:
+            side = round(image.shape[0] * rng.choice([0.75, 0.875, 0.9375, 1.125, 1.25]))
+            copy = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))
+            resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((side, side), Image.Resampling.NEAREST)
+            copy_mask = np.asarray(resized) > 0
+        if hash_distance(difference_hash(copy), source) <= MAX_DUPLICATE_DISTANCE:
             return copy, copy_mask
-    return image.copy(), mask  # never reached in practice: each draw passes with probability > 1/2
+    return image.copy(), mask  # never reached in practice: nearly every draw passes
 
 
 def _save(folder: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:

@@ -7,7 +7,7 @@
 2. `dvc repro` wall time when nothing changed (median of 3).
 3. Training images/s of the train stage's own loop (batch transfer, augmentation, normalisation,
    forward, backward, optimizer and scheduler step) against a bare PyTorch loop over ready-made tensors,
-   same model, batch size and input size.
+   same model, batch size and input size; median of alternating repeats.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def timed_repro(repo: Path) -> float:
     return time.perf_counter() - start
 
 
-def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches: int) -> float:
+def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches: int):
     params = load_params(REPO / "params.yaml")
     model_params, train_params = params.model[model_name], params.train
     torch.manual_seed(params.seed)
@@ -84,15 +84,13 @@ def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches
     subset = torch.utils.data.Subset(loader.dataset, range(min(len(split), batches * train_params.batch_size)))
     timed_loader = torch.utils.data.DataLoader(subset, batch_size=train_params.batch_size, shuffle=True,
                                                generator=torch.Generator().manual_seed(0))
-    train_one_epoch(model, timed_loader, to_input, criterion, optimizer, scheduler, scaler, precision, device)  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
-    train_one_epoch(model, timed_loader, to_input, criterion, optimizer, scheduler, scaler, precision, device)
-    synchronize(device)
-    return len(subset) / (time.perf_counter() - start)
+    def run() -> None:
+        train_one_epoch(model, timed_loader, to_input, criterion, optimizer, scheduler, scaler, precision, device)
+
+    return timer(run, len(subset), device)
 
 
-def bare_throughput(model_name: str, batches: int) -> float:
+def bare_throughput(model_name: str, batches: int):
     params = load_params(REPO / "params.yaml")
     model_params, batch = params.model[model_name], params.train.batch_size
     torch.manual_seed(params.seed)
@@ -114,12 +112,21 @@ def bare_throughput(model_name: str, batches: int) -> float:
             loss.backward()
             optimizer.step()
 
-    run()  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
+    return timer(run, batches * batch, device)
+
+
+def timer(run, images: int, device: torch.device):
+    """Warms up once, then returns a function that times one more run in images/s."""
     run()
-    synchronize(device)
-    return batches * batch / (time.perf_counter() - start)
+
+    def images_per_second() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        return images / (time.perf_counter() - start)
+
+    return images_per_second
 
 
 def synchronize(device: torch.device) -> None:
@@ -131,7 +138,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-pipeline", action="store_true", help="only the throughput comparison")
     parser.add_argument("--prepared-from", type=Path, help="repository whose data/prepared to use (with --skip-pipeline)")
-    parser.add_argument("--batches", type=int, default=8, help="timed batches per model")
+    parser.add_argument("--batches", type=int, default=12, help="timed batches per model and repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating timed repeats per loop (median reported)")
     args = parser.parse_args()
 
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
@@ -152,8 +160,12 @@ def main() -> None:
         print("| model | input px | batch | train stage img/s | bare loop img/s | ratio |")
         print("|---|---|---|---|---|---|")
         for model_name in params.models:
-            stage = stage_throughput(model_name, params.datasets[0], prepared_root, args.batches)
-            bare = bare_throughput(model_name, args.batches)
+            stage_timer = stage_throughput(model_name, params.datasets[0], prepared_root, args.batches)
+            bare_timer = bare_throughput(model_name, args.batches)
+            # Alternating repeats, so a busy moment of the machine hits both loops alike.
+            timings = [(stage_timer(), bare_timer()) for _ in range(args.repeats)]
+            stage = statistics.median(t[0] for t in timings)
+            bare = statistics.median(t[1] for t in timings)
             print(f"| {model_name} | {params.model[model_name].image_size} | {params.train.batch_size} "
                   f"| {stage:.1f} | {bare:.1f} | {stage / bare:.3f} |", flush=True)
 

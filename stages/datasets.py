@@ -6,6 +6,7 @@ sees its inputs preprocessed the same way.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,9 +124,18 @@ class SplitArrays:
         return len(self.labels)
 
     def save(self, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            with tmp.open("wb") as handle:
-                np.savez_compressed(handle, images=self.images, masks=self.masks, labels=self.labels, names=self.names)
+        """A compressed .npz (np.load reads it) whose bytes depend only on the arrays.
+
+        np.savez stamps each member with the current time, which would give DVC a new hash for the
+        same data on every run and retrain every model downstream.
+        """
+        arrays = {"images": self.images, "masks": self.masks, "labels": self.labels, "names": self.names}
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                member.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(member, "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
 
     @classmethod
     def load(cls, path: Path) -> SplitArrays:

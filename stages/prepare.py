@@ -115,8 +115,11 @@ def read_items(folders: list[ClassFolder], dataset: DatasetParams, prepare: Prep
         except UnreadableImage as err:
             reason, _, detail = str(err).partition(": ")
             skipped.append({"file": name, "reason": reason, "detail": detail})
-    for entry in skipped:
+    shown = 20
+    for entry in skipped[:shown]:
         print(f"skipped {entry['file']}: {entry['reason']}" + (f" ({entry['detail']})" if entry["detail"] else ""))
+    if len(skipped) > shown:
+        print(f"... and {len(skipped) - shown} more skipped files: all are listed in the data report")
     return items, skipped
 
 

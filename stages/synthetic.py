@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 from scipy.ndimage import gaussian_filter
+from tqdm import tqdm
 
 from stages.datasets import difference_hash, hash_distance
 from stages.files import atomic_dir
@@ -393,12 +394,8 @@ def write_dataset(out_dir: Path, *, seed: int, images_per_class: int, image_size
         copied = dict(zip(choose.choice(len(scans), n_duplicates, replace=False).tolist(),
                           duplicate_ids[c * n_duplicates:(c + 1) * n_duplicates].tolist()))
         jobs += [(cls, p, s, copied.get(i, 0)) for i, (p, s) in enumerate(scans)]
-    if progress:
-        try:
-            from tqdm import tqdm
-            jobs = tqdm(jobs, desc="synthetic X-rays", unit="image")
-        except ImportError:
-            pass
+    # disable=None: a bar on terminals only, not in logs.
+    jobs = tqdm(jobs, desc="synthetic X-rays", unit="image", disable=None if progress else True)
 
     counts, markers = dict.fromkeys(CLASSES, 0), 0
     with atomic_dir(Path(out_dir)) as tmp:

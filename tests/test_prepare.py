@@ -150,3 +150,11 @@ def test_lung_view_crop_keeps_mask_aligned():
     assert left <= 30 and right >= 95 and top <= 20 and bottom >= 70
     full, full_mask = make_view(image, mask, "full", 64, margin=0.1)
     assert full_mask.mean() == pytest.approx(mask.mean(), abs=0.02)
+
+
+def test_prepare_output_bytes_depend_only_on_the_data(raw, workdir):
+    """Same input, same bytes: otherwise DVC would see new data and retrain every model."""
+    _run(workdir, "full")
+    first = {split: split_file("full", split).read_bytes() for split in SPLITS}
+    _run(workdir, "full")
+    assert all(split_file("full", split).read_bytes() == first[split] for split in SPLITS)

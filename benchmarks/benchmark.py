@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages.datasets import SplitArrays, intensity_stats, model_input  # noqa: E402
-from stages.models import build_model, resolve_device  # noqa: E402
+from stages.models import build_model, mixed_precision, resolve_device  # noqa: E402
 from stages.params import load_params  # noqa: E402
 from stages.paths import split_file  # noqa: E402
-from stages.train import class_weights, mixed_precision, train_one_epoch, training_loader  # noqa: E402
+from stages.train import class_weights, train_one_epoch, training_loader  # noqa: E402
 
 PIPELINE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 

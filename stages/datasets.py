@@ -36,10 +36,11 @@ def read_grayscale(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                # 16-bit and float X-rays: stretch to 8 bits instead of letting PIL clip at 255.
+                # 16-bit and float X-rays: stretch to 8 bits instead of letting PIL clip at 255; percentiles,
+                # so a few burned-in or dead pixels do not squash the whole range.
                 pixels = np.asarray(image, dtype=np.float64)
-                low, high = pixels.min(), pixels.max()
-                scaled = (pixels - low) / (high - low) * 255 if high > low else np.zeros_like(pixels)
+                low, high = np.percentile(pixels, [0.5, 99.5])
+                scaled = np.clip((pixels - low) / (high - low), 0, 1) * 255 if high > low else np.zeros_like(pixels)
                 pixels = np.round(scaled).astype(np.uint8)
             else:
                 pixels = np.asarray(image.convert("L"), dtype=np.uint8)
@@ -51,8 +52,9 @@ def read_grayscale(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A lung mask file as booleans (any non-zero pixel is lung)."""
-    return read_grayscale(path) > 0
+    """A lung mask file as booleans: above half its maximum, so JPEG ringing around 0/255 masks is not lung."""
+    pixels = read_grayscale(path)
+    return pixels > pixels.max() / 2 if pixels.max() > 0 else np.zeros(pixels.shape, dtype=bool)
 
 
 def difference_hash(image: np.ndarray) -> np.ndarray:
@@ -69,12 +71,9 @@ def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a ^ b).sum(axis=-1)
 
 
-def _resize(pixels: np.ndarray, size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def _resize(pixels: np.ndarray, size: int, box: tuple[int, int, int, int]) -> np.ndarray:
     # PIL antialiases when shrinking; crop boxes outside the image are filled with black.
-    image = Image.fromarray(pixels)
-    if box is not None:
-        image = image.crop(box)
-    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(pixels).crop(box).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def lung_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
@@ -92,12 +91,15 @@ def lung_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
 def make_view(image: np.ndarray, mask: np.ndarray, view: str, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """The stored form of one X-ray and its lung mask, kept pixel-aligned.
 
-    full: the whole image resized to size x size. lungs: everything outside the lung mask set to
-    black, cropped to the lungs' square bounding box plus margin, resized to size x size.
+    full: the whole image, padded with black to a square (no stretching), resized to size x size.
+    lungs: everything outside the lung mask set to black, cropped to the lungs' square bounding box
+    plus margin, resized to size x size.
     """
     mask_pixels = mask.astype(np.uint8) * 255
     if view == "full":
-        box = None
+        height, width = image.shape
+        side = max(height, width)
+        box = ((width - side) // 2, (height - side) // 2, (width - side) // 2 + side, (height - side) // 2 + side)
     elif view == "lungs":
         image = np.where(mask, image, 0).astype(np.uint8)
         box = lung_box(mask, margin)
@@ -201,6 +203,9 @@ def tensors(split: SplitArrays) -> TensorDataset:
 
 def intensity_stats(images: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """Per-channel mean and std of [0, 1] pixels, for models trained from scratch on this data."""
-    pixels = images.astype(np.float64) / 255.0
-    mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
+    # A pixel histogram instead of a float copy of the whole split, which can be many GB.
+    counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256) / 255.0
+    mean = float((counts * levels).sum() / counts.sum())
+    std = float(np.sqrt((counts * (levels - mean) ** 2).sum() / counts.sum())) or 1.0
     return (mean, mean, mean), (std, std, std)

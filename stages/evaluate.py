@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"{args.model}/{args.dataset}: accuracy {metrics['accuracy']:.3f} "
           f"[{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], macro-F1 {metrics['macro_f1']:.3f}, "
-          f"AUC {metrics['roc_auc_macro'] or float('nan'):.3f}, ECE {metrics['ece']:.3f}")
+          f"AUC {'n/a' if metrics['roc_auc_macro'] is None else format(metrics['roc_auc_macro'], '.3f')}, "
+          f"ECE {metrics['ece']:.3f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yields a temporary path beside `path`; it replaces `path` only if the block succeeds."""
@@ -18,6 +27,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs are shared like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -30,6 +40,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yields an empty temporary folder that replaces the folder `path` as a whole if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp_path.chmod(0o777 & ~_UMASK)
     try:
         yield tmp_path
         if path.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +18,15 @@ from stages.files import atomic_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's InceptionV3 weights were trained on inputs scaled to [-1, 1].
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
 
 # InceptionV3's auxiliary classifier pools a 17x17 grid that only exists from 299 px input up.
 INCEPTION_AUX_MIN_SIZE = 299
 
 CHECKPOINT_FORMAT = 1
+
+_OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
 class WeightsError(RuntimeError):
@@ -42,6 +47,10 @@ def build_model(arch: str, num_classes: int, image_size: int, weights: str = "no
     if weights == "imagenet":
         model = _imagenet_model(arch)
         _replace_head(model, arch, num_classes)
+        if arch == "inception_v3":
+            # torchvision would re-normalise inside the model; model_input already feeds what the
+            # weights expect (pretrained_normalization), and a rebuilt checkpoint has no such flag.
+            model.transform_input = False
     else:
         extra = {"aux_logits": aux, "init_weights": True} if arch == "inception_v3" else {}
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **extra)
@@ -51,6 +60,11 @@ def build_model(arch: str, num_classes: int, image_size: int, weights: str = "no
         # torchvision forces the aux head on with ImageNet weights; below 299 px it cannot run.
         model.aux_logits, model.AuxLogits = False, None
     return model
+
+
+def pretrained_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input mean and std that torchvision's ImageNet weights of `arch` were trained with."""
+    return (INCEPTION_MEAN, INCEPTION_STD) if arch == "inception_v3" else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _imagenet_model(arch: str) -> nn.Module:
@@ -86,10 +100,14 @@ def _load_state_dict_file(model: nn.Module, path: Path) -> None:
         raise WeightsError(f"{path} is not a loadable state-dict file ({type(err).__name__}: {err})") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    # torchvision's DenseNet files use old key names ("norm.1") that its own loader renames ("norm1").
+    state = {_OLD_DENSENET_KEY.sub(r"\1\2", key): value for key, value in state.items()}
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     head_keys = {k for k in own if k.startswith(("fc.", "classifier.", "AuxLogits.fc."))}
-    missing = [k for k in own if k not in fitting and k not in head_keys and not k.startswith("AuxLogits.")]
+    # Older files have no BatchNorm step counters; those only matter for momentum-free BatchNorm.
+    missing = [k for k in own if k not in fitting and k not in head_keys and not k.startswith("AuxLogits.")
+               and not k.endswith("num_batches_tracked")]
     if missing:
         raise WeightsError(f"{path} does not fit this architecture: {len(missing)} tensors missing or mis-shaped, e.g. {missing[:3]}")
     model.load_state_dict(fitting, strict=False)
@@ -132,10 +150,18 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, image_size: int,
     batches = []
     for images, _ in loader:
         inputs = model_input(images.to(device), image_size, mean, std)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        precision = mixed_precision(device)
+        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
             logits = model(inputs)
         batches.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(batches) if batches else np.zeros((0, 0))
+
+
+def mixed_precision(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training and inference alike: bf16 where the GPU has it, else fp16; none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
 
     duplicate_groups = near_duplicate_groups(items, params.prepare.near_duplicate_distance)
     groups = split_groups(items, duplicate_groups)
-    splits = assign_splits(groups, np.array([item.label for item in items]), params.prepare.split, params.seed)
+    labels = np.array([item.label for item in items])
+    splits = assign_splits(groups, labels, params.prepare.split, params.seed, group_keys(items, groups))
     for index, split in enumerate(SPLITS):
         if not (splits == index).any():
             raise SystemExit(f"error: the {split} split of {args.dataset!r} would be empty with only {len(items)} usable "
@@ -231,20 +232,26 @@ def _components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def assign_splits(groups: np.ndarray, labels: np.ndarray, fractions: SplitParams, seed: int) -> np.ndarray:
+def assign_splits(groups: np.ndarray, labels: np.ndarray, fractions: SplitParams, seed: int,
+                  keys: list[str] | None = None) -> np.ndarray:
     """Split index per image: whole groups, stratified by each group's majority class.
 
-    Groups of each class are visited in a seeded random order and each goes to the split furthest
-    below its target image count, so every class gets close to the requested fractions.
+    Groups of each class are visited in a seeded pseudo-random order and each goes to the split
+    furthest below its target image count, so every class gets close to the requested fractions.
+    The order comes from a hash of each group's key (its smallest image hash) rather than from its
+    position, so the full and lungs views of one raw dataset, or a dataset with a few images added,
+    get the same or nearly the same splits.
     """
     targets = np.array([fractions.train, fractions.val, fractions.test])
-    rng = np.random.default_rng(seed)
     group_ids, group_of_image = np.unique(groups, return_inverse=True)
+    if keys is None:
+        keys = [str(g) for g in group_ids]
     sizes = np.bincount(group_of_image)
     majority = np.array([np.bincount(labels[group_of_image == g]).argmax() for g in range(len(group_ids))])
     split_of_group = np.empty(len(group_ids), dtype=np.int64)
     for label in np.unique(majority):
-        members = rng.permutation(np.flatnonzero(majority == label))
+        members = np.flatnonzero(majority == label)
+        members = members[np.argsort([visiting_order(seed, keys[g]) for g in members], kind="stable")]
         wanted = targets * sizes[members].sum()
         filled = np.zeros(3)
         for group in members:
@@ -252,6 +259,18 @@ def assign_splits(groups: np.ndarray, labels: np.ndarray, fractions: SplitParams
             split_of_group[group] = split
             filled[split] += sizes[group]
     return split_of_group[group_of_image]
+
+
+def visiting_order(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def group_keys(items: list[Item], groups: np.ndarray) -> list[str]:
+    """A key per group (in np.unique order) that does not depend on which other images are present."""
+    keys: dict[int, str] = {}
+    for group, item in zip(groups, items):
+        keys[int(group)] = min(keys.get(int(group), item.sha1), item.sha1)
+    return [keys[g] for g in sorted(keys)]
 
 
 def write_outputs(dataset: str, items: list[Item], splits: np.ndarray, groups: np.ndarray, view: dict) -> None:

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from stages.datasets import SplitArrays, intensity_stats, model_input, tensors
 from stages.models import (
-    IMAGENET_MEAN, IMAGENET_STD, WeightsError, build_model, classification_loss, predict_probabilities, resolve_device,
-    save_checkpoint, uses_aux_head,
+    WeightsError, build_model, classification_loss, mixed_precision, predict_probabilities, pretrained_normalization,
+    resolve_device, save_checkpoint, uses_aux_head,
 )
 from stages.params import ModelParams, Params, TrainParams, stage_arguments
 from stages.paths import model_file, split_file, train_log_dir, view_file
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(model_params.arch, len(params.classes), model_params.image_size, model_params.weights).to(device)
     except WeightsError as err:
         raise SystemExit(f"error: model.{args.model}.weights: {err}") from None
-    mean, std = input_normalization(model_params.weights, train_split)
+    mean, std = input_normalization(model_params.arch, model_params.weights, train_split)
 
     train_loader = training_loader(train_split, train_params, len(params.classes), params.seed)
     val_loader = DataLoader(tensors(val_split), batch_size=train_params.batch_size, num_workers=train_params.num_workers)
@@ -120,7 +120,7 @@ def check_every_class_present(split: SplitArrays, classes: list[str], dataset: s
         raise SystemExit(f"error: the {dataset} training split has no images of {empty}; add data or change the split")
 
 
-def input_normalization(weights: str, train_split: SplitArrays) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def input_normalization(arch: str, weights: str, train_split: SplitArrays) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Pretrained weights expect the statistics they were trained with; from-scratch models use this data's."""
     if weights == "none":
         return intensity_stats(train_split.images)
@@ -128,7 +128,7 @@ def input_normalization(weights: str, train_split: SplitArrays) -> tuple[tuple[f
         checkpoint = torch.load(Path(weights), map_location="cpu", weights_only=True)
         if isinstance(checkpoint, dict) and "meta" in checkpoint:
             return tuple(checkpoint["meta"]["mean"]), tuple(checkpoint["meta"]["std"])
-    return IMAGENET_MEAN, IMAGENET_STD
+    return pretrained_normalization(arch)
 
 
 def training_loader(split: SplitArrays, train_params: TrainParams, num_classes: int, seed: int) -> DataLoader:
@@ -156,12 +156,6 @@ def class_weights(split: SplitArrays, num_classes: int, train_params: TrainParam
         return torch.ones(num_classes)
     counts = np.bincount(split.labels, minlength=num_classes).astype(np.float64)
     return torch.tensor(counts.sum() / (num_classes * counts.clip(min=1)), dtype=torch.float32)
-
-
-def mixed_precision(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def checkpoint_meta(params: Params, model: str, dataset: str, mean, std, best: dict) -> dict:

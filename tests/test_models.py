@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.error
 
 import pytest
@@ -100,3 +101,24 @@ def test_imagenet_download_offline_explains_the_way_out(monkeypatch, tmp_path):
     message = str(caught.value)
     assert "Offline?" in message and "https://download.pytorch.org/models/resnet34" in message
     assert "weights:" in message
+
+
+def test_torchvision_densenet_file_with_old_key_names_loads(tmp_path):
+    """torchvision's published DenseNet files still use 'norm.1'-style keys."""
+    torch.manual_seed(0)
+    reference = torchvision.models.densenet161(weights=None)
+    old_style = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value
+                 for key, value in reference.state_dict().items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
+    path = tmp_path / "densenet161-old-keys.pth"
+    torch.save(old_style, path)
+    model = build_model("densenet161", num_classes=3, image_size=32, weights=str(path))
+    assert torch.equal(model.features.denseblock1.denselayer1.norm1.weight,
+                       reference.features.denseblock1.denselayer1.norm1.weight)
+
+
+def test_pretrained_inception_is_fed_by_model_input_not_by_transform_input():
+    from stages.models import pretrained_normalization
+
+    assert pretrained_normalization("inception_v3") == ((0.5,) * 3, (0.5,) * 3)
+    assert pretrained_normalization("resnet18")[0] == (0.485, 0.456, 0.406)

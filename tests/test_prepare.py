@@ -149,7 +149,9 @@ def test_lung_view_crop_keeps_mask_aligned():
     assert right - left == bottom - top  # square, so no distortion
     assert left <= 30 and right >= 95 and top <= 20 and bottom >= 70
     full, full_mask = make_view(image, mask, "full", 64, margin=0.1)
-    assert full_mask.mean() == pytest.approx(mask.mean(), abs=0.02)
+    # Padded to a 120 x 120 square, not stretched: the lungs keep their area share of the square.
+    assert full_mask.mean() == pytest.approx(mask.sum() / 120**2, abs=0.01)
+    assert (full[:4] == 0).all() and (full[-4:] == 0).all(), "black bands above and below the 100-px-high image"
 
 
 def test_prepare_output_bytes_depend_only_on_the_data(raw, workdir):
@@ -158,3 +160,25 @@ def test_prepare_output_bytes_depend_only_on_the_data(raw, workdir):
     first = {split: split_file("full", split).read_bytes() for split in SPLITS}
     _run(workdir, "full")
     assert all(split_file("full", split).read_bytes() == first[split] for split in SPLITS)
+
+
+def test_reads_16_bit_and_colour_images(tmp_path):
+    from stages.datasets import read_grayscale
+
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    Image.fromarray(ramp).save(tmp_path / "sixteen.png")
+    pixels = read_grayscale(tmp_path / "sixteen.png")
+    assert pixels.dtype == np.uint8 and pixels.min() == 0 and pixels.max() == 255
+    assert (np.diff(pixels.astype(int).ravel()) >= 0).all(), "16-bit ramp must stay monotonic, not wrap or clip"
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(tmp_path / "colour.jpg")
+    colour = read_grayscale(tmp_path / "colour.jpg")
+    assert colour.shape == (30, 40) and 110 < colour.mean() < 140
+
+
+def test_full_and_lungs_views_share_their_splits(raw, workdir):
+    """Both views of one raw dataset must test on the same images, or their comparison is meaningless."""
+    _run(workdir, "full")
+    _run(workdir, "lungs")
+    full = pd.read_csv(manifest_file("full")).set_index("name")["split"]
+    lungs = pd.read_csv(manifest_file("lungs")).set_index("name")["split"]
+    assert full.sort_index().equals(lungs.sort_index())

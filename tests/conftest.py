@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import socket
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -50,10 +53,44 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic raw dataset (shared, read-only: copy it before changing it)."""
-    from stages.synthetic import write_dataset
+    from cxr.synthetic.generator import write_dataset
 
     out = tmp_path_factory.mktemp("raw") / "synthetic"
     generate = tiny_params()["generate"]
     write_dataset(out, seed=7, images_per_class=generate["images_per_class"], image_size=generate["image_size"],
                   shortcut=0.0, follow_up_fraction=0.25, duplicate_fraction=0.2, progress=False)
     return out
+
+
+def stage(name: str) -> ModuleType:
+    """The DVC entry point stages/<name>.py as a module (the entry points are scripts, not an installed package)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_stage(name: str, *args: str) -> None:
+    stage(name).main(list(args))
+
+
+class NetworkBlocked(OSError):
+    """Raised instead of opening a connection: tests never reach the network."""
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Makes every socket connection and name lookup fail; the returned list records each attempt."""
+    attempts: list[tuple] = []
+
+    def refuse(kind):
+        def blocked(*args, **kwargs):
+            attempts.append((kind, args[1:] if kind == "connect" else args))
+            raise NetworkBlocked(f"network blocked in tests ({kind} {args[1:] if kind == 'connect' else args})")
+        return blocked
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    return attempts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.files import atomic_dir, atomic_path, write_json
+from cxr.io.files import atomic_dir, atomic_path, write_json
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from stages.metrics import (
+from cxr.metrics.classification import (
     bootstrap_interval, classification_metrics, confusion_records, expected_calibration_error, roc_records, slug,
 )
 

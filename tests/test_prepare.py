@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import prepare
-from stages.datasets import SplitArrays, lung_box, make_view
-from stages.params import SplitParams
-from stages.paths import SPLITS, data_report_file, manifest_file, split_file, view_file
-from tests.conftest import tiny_params, write_params
+from cxr.data import prepare
+from cxr.data.arrays import SplitArrays
+from cxr.data.params import SplitParams
+from cxr.data.views import lung_box, make_view
+from cxr.io.images import read_grayscale
+from cxr.paths import SPLITS, data_report_file, manifest_file, split_file, view_file
+from tests.conftest import run_stage, tiny_params, write_params
 
 
 @pytest.fixture
@@ -28,8 +30,13 @@ def raw(tiny_raw: Path, workdir: Path) -> Path:
 
 def _run(workdir: Path, dataset: str, **overrides) -> dict:
     write_params(workdir, tiny_params(**overrides))
-    prepare.main(["--dataset", dataset])
+    run_stage("prepare", "--dataset", dataset)
     return json.loads(data_report_file(dataset).read_text())
+
+
+def _film(width: int, height: int) -> Image.Image:
+    """A non-constant grayscale image (constant ones are skipped as blank)."""
+    return Image.fromarray((np.add.outer(np.arange(height), np.arange(width)) % 200 + 20).astype(np.uint8))
 
 
 def test_bad_files_are_skipped_and_reported(raw, workdir):
@@ -37,11 +44,13 @@ def test_bad_files_are_skipped_and_reported(raw, workdir):
     (covid / "images" / "empty.png").write_bytes(b"")
     (covid / "images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
     (covid / "images" / "notes.txt").write_text("not an image")
-    Image.new("L", (64, 64), 90).save(covid / "images" / "no_mask.png")
-    Image.new("L", (96, 96), 90).save(covid / "images" / "wrong_mask.png")
-    Image.new("L", (50, 50), 255).save(covid / "masks" / "wrong_mask.png")
-    Image.new("L", (96, 96), 90).save(covid / "images" / "corrupt_mask.png")
+    _film(64, 64).save(covid / "images" / "no_mask.png")
+    _film(96, 96).save(covid / "images" / "wrong_mask.png")
+    Image.new("L", (50, 70), 255).save(covid / "masks" / "wrong_mask.png")
+    _film(96, 96).save(covid / "images" / "corrupt_mask.png")
     (covid / "masks" / "corrupt_mask.png").write_bytes(b"garbage")
+    Image.new("L", (96, 96), 0).save(covid / "images" / "black.png")
+    Image.new("L", (96, 96), 255).save(covid / "masks" / "black.png")
     report = _run(workdir, "lungs")
     reasons = {entry["file"]: entry["reason"] for entry in report["skipped"]}
     assert reasons == {
@@ -49,8 +58,9 @@ def test_bad_files_are_skipped_and_reported(raw, workdir):
         "COVID-19/corrupt.png": "unreadable image",
         "COVID-19/notes.txt": "not an image file",
         "COVID-19/no_mask.png": "no lung mask",
-        "COVID-19/wrong_mask.png": "mask size differs from image",
+        "COVID-19/wrong_mask.png": "mask shape differs from image",
         "COVID-19/corrupt_mask.png": "unreadable mask",
+        "COVID-19/black.png": "constant image",
     }
     assert report["skipped_by_reason"]["unreadable image"] == 2
     manifest = pd.read_csv(manifest_file("lungs"))
@@ -59,11 +69,64 @@ def test_bad_files_are_skipped_and_reported(raw, workdir):
 
 
 def test_full_view_keeps_images_without_masks(raw, workdir):
-    Image.new("L", (80, 80), 90).save(raw / "Normal" / "images" / "no_mask.png")
+    _film(80, 80).save(raw / "Normal" / "images" / "no_mask.png")
     report = _run(workdir, "full")
     assert report["images_skipped"] == 0 and report["images_without_mask"] == 1
     manifest = pd.read_csv(manifest_file("full")).set_index("name")
     assert not manifest.loc["Normal/no_mask.png", "has_mask"]
+
+
+def test_masks_of_another_size_are_resized_to_their_image(raw, workdir):
+    """The Kaggle Radiography Database ships 256-px masks for its 299-px images."""
+    _film(299, 299).save(raw / "Normal" / "images" / "kaggle.png")
+    small = np.zeros((256, 256), dtype=np.uint8)
+    small[40:200, 30:110] = 255
+    small[40:200, 146:226] = 255
+    Image.fromarray(small).save(raw / "Normal" / "masks" / "kaggle.png")
+    _film(120, 90).save(raw / "Normal" / "images" / "odd_mask.png")
+    Image.new("L", (50, 50), 255).save(raw / "Normal" / "masks" / "odd_mask.png")
+    for view in ("full", "lungs"):
+        report = _run(workdir, view)
+        notes = {entry["file"]: entry["note"] for entry in report["mask_notes"]}
+        assert notes["Normal/kaggle.png"] == "mask resized to its image: mask 256x256, image 299x299"
+        assert report["masks_resized"] == 1
+        manifest = pd.read_csv(manifest_file(view)).set_index("name")
+        assert manifest.loc["Normal/kaggle.png", "has_mask"]
+        names = [name for split in SPLITS for name in SplitArrays.load(split_file(view, split)).names]
+        assert "Normal/kaggle.png" in names
+    # A mask of another shape cannot be placed on its image: the full view keeps the image without it,
+    # the lungs view, which needs it, skips the image.
+    full = _run(workdir, "full")
+    notes = {entry["file"]: entry["note"] for entry in full["mask_notes"]}
+    assert notes["Normal/odd_mask.png"].startswith("mask shape differs from image: mask 50x50, image 120x90")
+    assert not pd.read_csv(manifest_file("full")).set_index("name").loc["Normal/odd_mask.png", "has_mask"]
+    lungs_skipped = {entry["file"]: entry["reason"] for entry in _run(workdir, "lungs")["skipped"]}
+    assert lungs_skipped == {"Normal/odd_mask.png": "mask shape differs from image"}
+    assert full["images_skipped"] == 0
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """The first bytes of a PNG that claims width x height pixels: all a decompression bomb needs to open."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_skipped_with_the_limit_named(raw, workdir):
+    (raw / "COVID-19" / "images" / "bomb.png").write_bytes(_png_header(20000, 20000))
+    report = _run(workdir, "full")
+    skipped = {entry["file"]: entry for entry in report["skipped"]}
+    assert skipped["COVID-19/bomb.png"]["reason"] == "unreadable image"
+    detail = skipped["COVID-19/bomb.png"]["detail"]
+    assert "too large: 20000x20000 px" in detail and "prepare.max_image_pixels" in detail
+    # Under a limit that admits its size, the file is decoded and its missing pixel data found.
+    report = _run(workdir, "full", **{"prepare.max_image_pixels": 10**9})
+    assert {entry["file"]: entry["reason"] for entry in report["skipped"]} == {"COVID-19/bomb.png": "unreadable image"}
 
 
 def test_groups_stay_in_one_split_and_classes_are_stratified(raw, workdir):
@@ -112,14 +175,18 @@ def test_class_without_usable_images_stops_with_a_clear_message(raw, workdir):
         path.write_bytes(b"")
     write_params(workdir, tiny_params())
     with pytest.raises(SystemExit, match=r"no usable images of class \['Pneumonia'\]"):
-        prepare.main(["--dataset", "full"])
+        run_stage("prepare", "--dataset", "full")
+    # The message points at the data report: it must exist and list every skipped file.
+    report = json.loads(data_report_file("full").read_text())
+    assert "no usable images" in report["error"]
+    assert {entry["file"] for entry in report["skipped"]} == {f"Pneumonia/{p.name}" for p in (raw / "Pneumonia" / "images").iterdir()}
 
 
 def test_missing_class_folder_stops_before_reading(raw, workdir):
     shutil.rmtree(raw / "Normal")
     write_params(workdir, tiny_params())
     with pytest.raises(SystemExit, match=r"names 'Normal' but .*Normal does not exist"):
-        prepare.main(["--dataset", "full"])
+        run_stage("prepare", "--dataset", "full")
 
 
 def test_assign_splits_keeps_groups_whole_and_fractions_close():
@@ -163,8 +230,6 @@ def test_prepare_output_bytes_depend_only_on_the_data(raw, workdir):
 
 
 def test_reads_16_bit_and_colour_images(tmp_path):
-    from stages.datasets import read_grayscale
-
     ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
     Image.fromarray(ramp).save(tmp_path / "sixteen.png")
     pixels = read_grayscale(tmp_path / "sixteen.png")

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.datasets import difference_hash, hash_distance
-from stages.synthetic import CLASSES, MAX_DUPLICATE_DISTANCE, Anatomy, render_case, write_dataset
+from cxr.io.images import difference_hash, hash_distance
+from cxr.synthetic.generator import CLASSES, MAX_DUPLICATE_DISTANCE, Anatomy, render_case, write_dataset
 
 PARAMS = dict(images_per_class=6, image_size=64, shortcut=0.0, follow_up_fraction=0.5, duplicate_fraction=0.5)
 

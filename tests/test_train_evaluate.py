@@ -10,24 +10,23 @@ import pandas as pd
 import pytest
 import torch
 
-from stages import evaluate, prepare, train
-from stages.datasets import SplitArrays
-from stages.paths import evaluation_dir, metrics_file, model_file, split_file, train_log_dir
-from tests.conftest import tiny_params, write_params
+from cxr.data.arrays import SplitArrays
+from cxr.paths import evaluation_dir, metrics_file, model_file, split_file, train_log_dir
+from tests.conftest import run_stage, tiny_params, write_params
 
 
 @pytest.fixture
 def prepared(tiny_raw: Path, workdir: Path) -> Path:
     shutil.copytree(tiny_raw, workdir / "data" / "raw" / "synthetic")
     write_params(workdir, tiny_params(**{"train.epochs": 2}))
-    prepare.main(["--dataset", "full"])
+    run_stage("prepare", "--dataset", "full")
     return workdir
 
 
 def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
-    train.main(["--model", "resnet18", "--dataset", "full"])
+    run_stage("train", "--model", "resnet18", "--dataset", "full")
     first = torch.load(model_file("full", "resnet18"), weights_only=True)
-    train.main(["--model", "resnet18", "--dataset", "full"])
+    run_stage("train", "--model", "resnet18", "--dataset", "full")
     second = torch.load(model_file("full", "resnet18"), weights_only=True)
     assert first["state_dict"].keys() == second["state_dict"].keys()
     for key, tensor in first["state_dict"].items():
@@ -45,8 +44,8 @@ def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
 
 
 def test_evaluate_writes_metrics_predictions_and_plots(prepared):
-    train.main(["--model", "inception_v3", "--dataset", "full"])
-    evaluate.main(["--model", "inception_v3", "--dataset", "full"])
+    run_stage("train", "--model", "inception_v3", "--dataset", "full")
+    run_stage("evaluate", "--model", "inception_v3", "--dataset", "full")
     metrics = json.loads(metrics_file("full", "inception_v3").read_text())
     test = SplitArrays.load(split_file("full", "test"))
     assert metrics["n_test"] == len(test)
@@ -62,9 +61,9 @@ def test_evaluate_writes_metrics_predictions_and_plots(prepared):
 
 
 def test_evaluate_refuses_a_model_trained_on_other_classes(prepared):
-    train.main(["--model", "resnet18", "--dataset", "full"])
+    run_stage("train", "--model", "resnet18", "--dataset", "full")
     write_params(prepared, tiny_params(**{"classes": ["COVID-19", "Pneumonia", "Healthy"],
                                           "dataset.full.class_folders.Normal": "Healthy",
                                           "dataset.lungs.class_folders.Normal": "Healthy"}))
     with pytest.raises(SystemExit, match="was trained on classes"):
-        evaluate.main(["--model", "resnet18", "--dataset", "full"])
+        run_stage("evaluate", "--model", "resnet18", "--dataset", "full")

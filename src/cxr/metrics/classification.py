@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
-from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support, roc_auc_score, roc_curve
+
+from cxr.io.files import atomic_dir, atomic_path, write_json
+
+# scikit-learn and scipy.stats are imported inside the functions that use them: they cost a second of
+# start-up, and the stages that import this module for one light function (train, report) never need them.
 
 
 def slug(name: str) -> str:
@@ -32,6 +37,8 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
 def bootstrap_interval(labels: np.ndarray, predictions: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
                        resamples: int, confidence: float, seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval over test images (labels and predictions resampled together)."""
+    from scipy.stats import bootstrap
+
     result = bootstrap((labels, predictions), statistic, paired=True, vectorized=False, n_resamples=resamples,
                        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -40,6 +47,8 @@ def bootstrap_interval(labels: np.ndarray, predictions: np.ndarray, statistic: C
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], *, calibration_bins: int,
                            bootstrap_resamples: int, confidence_level: float, seed: int) -> dict[str, float | int | None]:
     """Flat metrics dict (so `dvc metrics diff` stays readable): overall, macro and per-class figures."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support
+
     class_ids = list(range(len(classes)))
     predictions = probabilities.argmax(axis=1)
 
@@ -78,8 +87,23 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     return metrics
 
 
+def validation_scores(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of one validation pass, by the same definitions as the test metrics."""
+    from sklearn.metrics import f1_score, log_loss
+
+    class_ids = list(range(num_classes))
+    predictions = probabilities.argmax(axis=1)
+    return {
+        "loss": float(log_loss(labels, probabilities, labels=class_ids)),
+        "accuracy": float((predictions == labels).mean()),
+        "macro_f1": float(f1_score(labels, predictions, labels=class_ids, average="macro", zero_division=0)),
+    }
+
+
 def per_class_auc(labels: np.ndarray, probabilities: np.ndarray, class_ids: Sequence[int]) -> list[float | None]:
     """One-vs-rest ROC-AUC per class; None where the test split lacks that class or has nothing else."""
+    from sklearn.metrics import roc_auc_score
+
     aucs: list[float | None] = []
     for index in class_ids:
         positive = labels == index
@@ -97,8 +121,27 @@ def confusion_records(labels: np.ndarray, predictions: np.ndarray, classes: Sequ
 
 def roc_records(labels: np.ndarray, probabilities: np.ndarray, index: int) -> list[dict[str, float]]:
     """One-vs-rest ROC curve points of class `index`; empty where it is undefined."""
+    from sklearn.metrics import roc_curve
+
     positive = labels == index
     if positive.all() or not positive.any():
         return []
     fpr, tpr, _ = roc_curve(positive, probabilities[:, index])
     return [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr)]
+
+
+def write_evaluation(metrics_path: Path, out_dir: Path, metrics: dict, labels: np.ndarray, names: np.ndarray,
+                     probabilities: np.ndarray, classes: Sequence[str]) -> None:
+    """The metrics JSON, and in out_dir the per-image predictions, confusion records and per-class ROC curves."""
+    write_json(metrics_path, metrics)
+    predictions = probabilities.argmax(axis=1)
+    rounded = probabilities.round(6)
+    with atomic_path(out_dir / "predictions.csv") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["name", "actual", "predicted", *(f"p_{slug(name)}" for name in classes)])
+        for name, actual, predicted, row in zip(names, labels, predictions, rounded):
+            writer.writerow([name, classes[actual], classes[predicted], *row])
+    write_json(out_dir / "confusion.json", confusion_records(labels, predictions, classes))
+    with atomic_dir(out_dir / "roc") as roc_dir:
+        for index, name in enumerate(classes):
+            write_json(roc_dir / f"{slug(name)}.json", roc_records(labels, probabilities, index))

@@ -24,8 +24,8 @@ from scipy import ndimage
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from stages.datasets import difference_hash, hash_distance
-from stages.files import atomic_dir
+from cxr.io.files import atomic_dir
+from cxr.io.images import difference_hash, hash_distance
 
 CLASSES = ("COVID-19", "Pneumonia", "Normal")
 # Planted near-duplicates stay within this many bits of their source's 256-bit dHash, the hash the prepare

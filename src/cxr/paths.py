@@ -1,4 +1,9 @@
-"""Where each stage reads and writes; dvc.yaml declares the same paths."""
+"""Where each stage reads and writes: the one place in the code that names the pipeline's files.
+
+dvc.yaml declares the same paths (tests/test_layout.py checks that they agree). That is why no stage
+lists this module as a code dependency: a path changed here must change in dvc.yaml too, which re-runs
+exactly the stages concerned, while a path added here for a new stage re-runs nothing.
+"""
 
 from pathlib import Path
 

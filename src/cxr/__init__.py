@@ -1,0 +1,6 @@
+"""Chest X-ray classification and analysis, the library behind the DVC stages in `stages/`.
+
+Sub-packages by concern: params (reading params.yaml), io (files, images), data (views, splits,
+prepared arrays), synthetic (embedded default data), models (registry, checkpoints, inference),
+training, metrics, report. `cxr.paths` is the one place that names the pipeline's outputs.
+"""

@@ -1,0 +1,1 @@
+"""Test-split metrics: scikit-learn's definitions, calibration error and bootstrap intervals."""

@@ -1,0 +1,1 @@
+"""Classifiers: one registry over torchvision and timm, weights loading, checkpoints and batched inference."""

@@ -1,0 +1,184 @@
+"""One registry over torchvision and timm classifiers: construction, pretrained weights and input normalization.
+
+`arch` names a torchvision classifier (`resnet18`, `densenet161`, `inception_v3`, ...) or a timm one
+as `timm/<name>` (`timm/efficientnet_b0`, `timm/convnext_atto`). Either gets a `num_classes` head and
+the same three ways to its weights: none, imagenet (the library's own download) or a local file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's InceptionV3 weights were trained on inputs scaled to [-1, 1].
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
+
+# The study's four architectures; any other torchvision or timm classifier works too.
+STUDY_ARCHS = ("resnet18", "resnet34", "densenet161", "inception_v3")
+TIMM_PREFIX = "timm/"
+# Smallest input: InceptionV3's stem and grid reductions need 75 px; the others downsample 32x.
+_MIN_INPUT_SIZE = {"inception_v3": 75}
+DEFAULT_MIN_INPUT_SIZE = 32
+# InceptionV3's auxiliary classifier pools a 17x17 grid that only exists from 299 px input up.
+INCEPTION_AUX_MIN_SIZE = 299
+
+_OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be obtained or do not fit the architecture."""
+
+
+def is_timm(arch: str) -> bool:
+    return arch.startswith(TIMM_PREFIX)
+
+
+def check_arch(arch: str) -> None:
+    """ValueError naming the choices unless `arch` is a known torchvision or timm classifier."""
+    if is_timm(arch):
+        import timm
+
+        if not timm.is_model(arch.removeprefix(TIMM_PREFIX)):
+            raise ValueError(f"unknown timm model {arch.removeprefix(TIMM_PREFIX)!r}; `timm.list_models()` lists them")
+    elif arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(STUDY_ARCHS)}, "
+                         f"another torchvision classifier, or timm/<name>")
+
+
+def min_input_size(arch: str) -> int:
+    return _MIN_INPUT_SIZE.get(arch, DEFAULT_MIN_INPUT_SIZE)
+
+
+def uses_aux_head(arch: str, image_size: int) -> bool:
+    return arch == "inception_v3" and image_size >= INCEPTION_AUX_MIN_SIZE
+
+
+def build_model(arch: str, num_classes: int, image_size: int, weights: str = "none") -> nn.Module:
+    """A classifier with a `num_classes` head.
+
+    weights: "none" (random init, works offline), "imagenet" (torchvision's or timm's download, cached
+    under $TORCH_HOME or the Hugging Face cache) or the path of a weights file (ImageNet-shaped state
+    dict, .safetensors, or one of our checkpoints).
+    """
+    if is_timm(arch):
+        return _timm_model(arch.removeprefix(TIMM_PREFIX), num_classes, weights)
+    aux = uses_aux_head(arch, image_size)
+    if weights == "imagenet":
+        model = _torchvision_imagenet_model(arch)
+        _replace_torchvision_head(model, arch, num_classes)
+        if arch == "inception_v3":
+            # torchvision would re-normalise inside the model; model_input already feeds what the
+            # weights expect (pretrained_normalization), and a rebuilt checkpoint has no such flag.
+            model.transform_input = False
+    else:
+        extra = {"aux_logits": aux, "init_weights": True} if arch == "inception_v3" else {}
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **extra)
+        if weights != "none":
+            load_weights_file(model, Path(weights), _TORCHVISION_HEADS)
+    if arch == "inception_v3" and not aux:
+        # torchvision forces the aux head on with ImageNet weights; below 299 px it cannot run.
+        model.aux_logits, model.AuxLogits = False, None
+    return model
+
+
+def pretrained_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input mean and std that the library's ImageNet weights of `arch` were trained with."""
+    if is_timm(arch):
+        import timm
+
+        config = timm.get_pretrained_cfg(arch.removeprefix(TIMM_PREFIX))
+        mean, std = (config.mean, config.std) if config is not None else (IMAGENET_MEAN, IMAGENET_STD)
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    return (INCEPTION_MEAN, INCEPTION_STD) if arch == "inception_v3" else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _offline_error(arch: str, url: str, cache: Path, err: Exception) -> WeightsError:
+    return WeightsError(
+        f"could not download the ImageNet weights of {arch} ({type(err).__name__}: {err}). "
+        f"Offline? Fetch {url} on a machine with internet and either put it in {cache} "
+        f"or set `weights:` of this model in params.yaml to the file's path."
+    )
+
+
+def _torchvision_imagenet_model(arch: str) -> nn.Module:
+    weights_enum = torchvision.models.get_model_weights(arch).DEFAULT
+    try:
+        return torchvision.models.get_model(arch, weights=weights_enum)
+    except (ConnectionError, TimeoutError, OSError) as err:  # urllib's URLError is an OSError
+        raise _offline_error(arch, weights_enum.url, Path(torch.hub.get_dir()) / "checkpoints", err) from None
+
+
+def _timm_model(name: str, num_classes: int, weights: str) -> nn.Module:
+    import timm
+
+    if weights != "imagenet":
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+        if weights != "none":
+            load_weights_file(model, Path(weights), (f"{model.pretrained_cfg.get('classifier', 'head')}.",))
+        return model
+    try:
+        # timm drops the ImageNet head itself when num_classes differs.
+        return timm.create_model(name, pretrained=True, num_classes=num_classes)
+    except Exception as err:  # huggingface_hub and torch.hub raise many types when offline
+        config = timm.get_pretrained_cfg(name)
+        hub = config.hf_hub_id if config is not None else None
+        url = f"https://huggingface.co/{hub}" if hub else (config.url if config is not None else name)
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise _offline_error(f"timm/{name}", url, Path(HF_HUB_CACHE), err) from None
+
+
+def _replace_torchvision_head(model: nn.Module, arch: str, num_classes: int) -> None:
+    if hasattr(model, "fc") and isinstance(model.fc, nn.Linear):
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        if arch == "inception_v3" and model.AuxLogits is not None:
+            model.AuxLogits.fc = nn.Linear(model.AuxLogits.fc.in_features, num_classes)
+    elif hasattr(model, "classifier") and isinstance(model.classifier, nn.Linear):
+        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+    else:
+        raise WeightsError(f"no head replacement known for {arch}: use weights none or a file of this architecture")
+
+
+# Key prefixes of torchvision heads, which a weights file with another number of classes may not fit.
+_TORCHVISION_HEADS = ("fc.", "classifier.", "AuxLogits.fc.")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file: a torch state dict, one of our checkpoints, or .safetensors."""
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} not found: set `weights:` to none, imagenet or an existing weights file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and safetensors raise many types for foreign or corrupt files
+        raise WeightsError(f"{path} is not a loadable weights file ({type(err).__name__}: {err})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} holds no state dict of tensors")
+    return state
+
+
+def load_weights_file(model: nn.Module, path: Path, head_prefixes: tuple[str, ...]) -> None:
+    """Loads every matching tensor; only the classification heads may differ (e.g. 1000 ImageNet classes)."""
+    state = read_state_dict(path)
+    # torchvision's DenseNet files use old key names ("norm.1") that its own loader renames ("norm1").
+    state = {_OLD_DENSENET_KEY.sub(r"\1\2", key): value for key, value in state.items()}
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    # Older files have no BatchNorm step counters; those only matter for momentum-free BatchNorm.
+    missing = [k for k in own if k not in fitting and not k.startswith(head_prefixes) and not k.startswith("AuxLogits.")
+               and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsError(f"{path} does not fit this architecture: {len(missing)} tensors missing or mis-shaped, e.g. {missing[:3]}")
+    model.load_state_dict(fitting, strict=False)

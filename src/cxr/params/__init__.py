@@ -1,0 +1,134 @@
+"""Reading params.yaml: each stage validates only the sections it uses, and fails early with one line per problem.
+
+A section's schema lives beside the code that uses it (`cxr.data.params`, `cxr.training.params`, ...);
+this package holds only the reader and the keys every stage shares. So a new stage's section touches
+no existing stage's code dependencies, and a typo in one stage's section never stops another stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, malformed or inconsistent; the message names each offending key."""
+
+
+class Section(BaseModel):
+    # A typo such as `epoch:` must fail loudly instead of silently keeping the default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"lists a name twice: {values}")
+    return values
+
+
+def _known_device(device: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+    return device
+
+
+# The keys several stages share.
+Classes = Annotated[list[str], Field(min_length=2), AfterValidator(_unique)]
+Names = Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
+Device = Annotated[str, AfterValidator(_known_device)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+def read_params_file(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """The raw params mapping; any problem with the file itself becomes one ParamsError line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run the stages from the repository root") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path} is a folder, not a params file: remove it and restore params.yaml "
+                          f"(`git checkout params.yaml`)") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path} is not a text file (not UTF-8): restore params.yaml (`git checkout params.yaml`)") from None
+    except OSError as err:
+        raise ParamsError(f"{path} cannot be read ({err.strerror or err})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of keys to values, not a {type(raw).__name__}")
+    return raw
+
+
+_MISSING = object()
+
+
+def _lookup(raw: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def load_params(schemas: Mapping[str, Any], path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """Validates the (dotted) keys in `schemas`, each with its schema, and nothing else of the file.
+
+    Keys are validated in order; each schema sees the keys validated before it as pydantic context
+    (e.g. `dataset.full` checks its class folders against `classes`). All problems are reported at once.
+    """
+    raw = read_params_file(path)
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, schema in schemas.items():
+        value = _lookup(raw, key)
+        if value is _MISSING:
+            problems.append(f"  - {key}: missing")
+            continue
+        try:
+            values[key] = TypeAdapter(schema).validate_python(value, context=dict(values))
+        except ValidationError as err:
+            problems.extend(_describe(key, err))
+    if problems:
+        raise ParamsError(f"{path} is invalid:\n" + "\n".join(problems))
+    return values
+
+
+def _describe(key: str, err: ValidationError) -> list[str]:
+    lines = []
+    for problem in err.errors():
+        where = ".".join([key, *(str(part) for part in problem["loc"])])
+        lines.append(f"  - {where}: {problem['msg'].removeprefix('Value error, ')}")
+    return lines
+
+
+def stage_arguments(description: str | None, argv: list[str] | None = None, *, model: bool = False,
+                    dataset: bool = False) -> argparse.Namespace:
+    """A stage's command line: `--model` and `--dataset` name entries of params.yaml."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if model:
+        parser.add_argument("--model", required=True, help="a name with a `model.<name>` entry in params.yaml")
+    if dataset:
+        parser.add_argument("--dataset", required=True, help="a name with a `dataset.<name>` entry in params.yaml")
+    return parser.parse_args(argv)
+
+
+def stage_params(schemas: Mapping[str, Any], path: Path | str = PARAMS_FILE) -> dict[str, Any]:
+    """load_params for a stage: a problem stops the process with its one-line-per-key message."""
+    try:
+        return load_params(schemas, path)
+    except ParamsError as err:
+        raise SystemExit(f"error: {err}") from None

@@ -1,0 +1,1 @@
+"""The embedded default data: seeded synthetic chest X-rays in the public datasets' folder layout."""

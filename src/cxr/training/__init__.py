@@ -1,0 +1,1 @@
+"""Training a classifier: augmentation, class balance, the epoch loop, best-epoch selection and its log."""

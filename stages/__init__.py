@@ -1,1 +1,0 @@
-"""Chest X-ray classification pipeline: one module per DVC stage plus a few shared modules."""

@@ -17,7 +17,7 @@ from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
 from cxr.models.inference import predict_probabilities, resolve_device, split_dataset
 from cxr.params import Classes, Device, stage_arguments, stage_params
-from cxr.paths import evaluation_dir, metrics_file, model_file, split_file, view_file
+from cxr.paths import confusion_file, metrics_file, model_file, predictions_file, roc_dir, split_file, view_file
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = classification_metrics(test.labels, probabilities, meta["classes"], calibration_bins=evaluate.calibration_bins,
                                      bootstrap_resamples=evaluate.bootstrap_resamples,
                                      confidence_level=evaluate.confidence_level, seed=evaluate.seed)
-    write_evaluation(metrics_file(args.dataset, args.model), evaluation_dir(args.dataset, args.model),
+    write_evaluation(metrics_file(args.dataset, args.model), predictions_file(args.dataset, args.model),
+                     confusion_file(args.dataset, args.model), roc_dir(args.dataset, args.model),
                      metrics, test.labels, test.names, probabilities, meta["classes"])
 
     auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")

@@ -1,4 +1,4 @@
-"""params.yaml validation: every mistake stops with one message naming the key and the fix."""
+"""params.yaml validation: each stage checks only its own keys, and every mistake stops with one line naming the key."""
 
 from __future__ import annotations
 
@@ -7,40 +7,54 @@ import sys
 
 import pytest
 
-from stages.params import ParamsError, load_params
+from cxr.data.params import DatasetParams, PrepareParams
+from cxr.metrics.params import EvaluateParams
+from cxr.models.params import ModelParams
+from cxr.params import Classes, Device, Names, ParamsError, load_params
+from cxr.synthetic.params import GenerateParams
+from cxr.training.params import TrainParams
 from tests.conftest import REPO, default_params, tiny_params, write_params
 
 
+def every_section(params: dict) -> dict:
+    """The schema of every key of params.yaml, as the stages together read them."""
+    schemas = {"classes": Classes, "datasets": Names, "models": Names, "device": Device, "generate": GenerateParams,
+               "prepare": PrepareParams, "train": TrainParams, "evaluate": EvaluateParams}
+    schemas |= {f"dataset.{name}": DatasetParams for name in params["datasets"]}
+    schemas |= {f"model.{name}": ModelParams for name in params["models"]}
+    return schemas
+
+
 def test_repository_params_are_valid():
-    params = load_params(REPO / "params.yaml")
-    assert params.models == ["resnet18", "resnet34", "densenet161", "inception_v3"]
-    assert params.datasets == ["full", "lungs"]
-    assert {params.dataset[name].view for name in params.datasets} == {"full", "lungs"}
-
-
-def _error(tmp_path, params: dict) -> str:
-    with pytest.raises(ParamsError) as caught:
-        load_params(write_params(tmp_path, params))
-    return str(caught.value)
-
-
-def test_unknown_model_name(tmp_path):
     params = default_params()
-    params["models"].append("vgg16")
-    assert "unknown model 'vgg16'" in _error(tmp_path, params)
+    values = load_params(every_section(params), REPO / "params.yaml")
+    assert values["models"] == ["resnet18", "resnet34", "densenet161", "inception_v3"]
+    assert {values[f"dataset.{name}"].view for name in values["datasets"]} == {"full", "lungs"}
+
+
+def _error(tmp_path, params: dict, schemas: dict | None = None) -> str:
+    with pytest.raises(ParamsError) as caught:
+        load_params(schemas or every_section(default_params()), write_params(tmp_path, params))
+    return str(caught.value)
 
 
 def test_unknown_architecture(tmp_path):
     params = default_params()
     params["model"]["resnet18"]["arch"] = "resnet1800"
     message = _error(tmp_path, params)
-    assert "model.resnet18" in message and "unknown arch 'resnet1800'" in message and "inception_v3" in message
+    assert "model.resnet18: unknown arch 'resnet1800'" in message and "inception_v3" in message and "timm/" in message
 
 
-def test_unknown_dataset(tmp_path):
+def test_unknown_timm_model(tmp_path):
     params = default_params()
-    params["datasets"].append("kermany")
-    assert "dataset 'kermany' is listed in `datasets` but has no `dataset.kermany` entry" in _error(tmp_path, params)
+    params["model"]["resnet18"]["arch"] = "timm/not_a_model"
+    assert "model.resnet18: unknown timm model 'not_a_model'" in _error(tmp_path, params)
+
+
+def test_missing_model_entry(tmp_path):
+    params = default_params()
+    del params["model"]["resnet34"]
+    assert "model.resnet34: missing" in _error(tmp_path, params)
 
 
 def test_inception_input_too_small(tmp_path):
@@ -53,13 +67,13 @@ def test_inception_input_too_small(tmp_path):
 def test_class_folder_mapped_to_nothing(tmp_path):
     params = default_params()
     params["dataset"]["full"]["class_folders"]["Lung_Opacity"] = None
-    assert "folder 'Lung_Opacity' is mapped to nothing" in _error(tmp_path, params)
+    assert "dataset.full: class_folders: folder 'Lung_Opacity' is mapped to nothing" in _error(tmp_path, params)
 
 
 def test_class_without_any_folder(tmp_path):
     params = default_params()
     del params["dataset"]["lungs"]["class_folders"]["Pneumonia"]
-    assert "no folder is mapped to class 'Pneumonia'" in _error(tmp_path, params)
+    assert "dataset.lungs: class_folders: no folder is mapped to class 'Pneumonia'" in _error(tmp_path, params)
 
 
 def test_folder_mapped_to_unknown_class(tmp_path):
@@ -71,31 +85,82 @@ def test_folder_mapped_to_unknown_class(tmp_path):
 def test_split_fractions_must_add_up(tmp_path):
     params = default_params()
     params["prepare"]["split"] = {"train": 0.7, "val": 0.2, "test": 0.2}
-    assert "must add up to 1" in _error(tmp_path, params)
+    assert "prepare.split: train + val + test = 1.1, must add up to 1" in _error(tmp_path, params)
 
 
 def test_misspelt_key_is_rejected(tmp_path):
     params = default_params()
     params["train"]["epoch"] = params["train"].pop("epochs")
     message = _error(tmp_path, params)
-    assert "train.epoch" in message and "train.epochs" in message
+    assert "train.epoch: Extra inputs are not permitted" in message and "train.epochs: Field required" in message
+
+
+def test_all_problems_are_reported_at_once_one_line_each(tmp_path):
+    params = default_params()
+    params["device"] = "tpu"
+    params["classes"] = ["COVID-19", "COVID-19", "Normal"]
+    params["evaluate"]["bootstrap_resamples"] = 5
+    lines = _error(tmp_path, params).splitlines()[1:]
+    assert [line.split(":")[0] for line in lines if not line.startswith("  - dataset.")] == [
+        "  - classes", "  - device", "  - evaluate.bootstrap_resamples"]
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"\xff\xfe\x00binary\x00\x89PNG", "is not a text file"),
+    (b"- just\n- a list\n", "must be a mapping"),
+    (b"train: [unclosed\n", "is not valid YAML"),
+])
+def test_a_params_file_that_is_not_params_gives_one_line(tmp_path, content, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ParamsError, match=expected) as caught:
+        load_params({"classes": Classes}, path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_params_folder_gives_one_line(tmp_path):
+    (tmp_path / "params.yaml").mkdir()
+    with pytest.raises(ParamsError, match="is a folder, not a params file"):
+        load_params({"classes": Classes}, tmp_path / "params.yaml")
+
+
+def _stage(workdir, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "stages" / args[0]), *args[1:]], capture_output=True,
+                          text=True, cwd=workdir)
 
 
 def test_stage_stops_before_any_work(workdir):
     """A stage given bad params exits with the message and writes nothing."""
     params = tiny_params()
-    params["model"]["inception_v3"]["image_size"] = 64
+    params["generate"]["images_per_class"] = 0
     write_params(workdir, params)
-    result = subprocess.run([sys.executable, "-m", "stages.generate"], capture_output=True, text=True,
-                            env={"PYTHONPATH": str(REPO), "PATH": ""}, cwd=workdir)
-    assert result.returncode == 2
-    assert "too small for inception_v3" in result.stderr
+    result = _stage(workdir, "generate.py")
+    assert result.returncode == 1
+    assert "error: params.yaml is invalid:\n  - generate.images_per_class: Input should be greater than or equal to 1" \
+        in result.stderr
+    assert "Traceback" not in result.stderr
     assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
+
+
+def test_a_typo_in_one_stage_section_does_not_stop_another_stage(workdir):
+    params = tiny_params(**{"generate.images_per_class": 4})
+    params["train"]["epoch"] = 3  # train's problem, not generate's
+    write_params(workdir, params)
+    assert _stage(workdir, "generate.py").returncode == 0
+    result = _stage(workdir, "train.py", "--model", "resnet18", "--dataset", "full")
+    assert result.returncode == 1 and "train.epoch: Extra inputs are not permitted" in result.stderr
 
 
 def test_stage_rejects_model_not_in_params(workdir):
     write_params(workdir, tiny_params())
-    result = subprocess.run([sys.executable, "-m", "stages.train", "--model", "vgg16", "--dataset", "full"],
-                            capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": ""}, cwd=workdir)
-    assert result.returncode == 2
-    assert "--model 'vgg16' is not listed in `models`" in result.stderr
+    result = _stage(workdir, "train.py", "--model", "vgg16", "--dataset", "full")
+    assert result.returncode == 1
+    assert "model.vgg16: missing" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_params_folder_stops_a_stage_with_one_line(workdir):
+    (workdir / "params.yaml").mkdir()
+    result = _stage(workdir, "report.py")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("error: params.yaml is a folder, not a params file: remove it and restore "
+                                     "params.yaml (`git checkout params.yaml`)")

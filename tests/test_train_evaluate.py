@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +22,16 @@ def prepared(tiny_raw: Path, workdir: Path) -> Path:
     write_params(workdir, tiny_params(**{"train.epochs": 2}))
     run_stage("prepare", "--dataset", "full")
     return workdir
+
+
+def evaluate_refused(model: str = "resnet18", dataset: str = "full") -> str:
+    """Runs evaluate, which must stop; returns its message after checking the metrics file was left as it was."""
+    metrics = metrics_file(dataset, model)
+    before = metrics.read_bytes() if metrics.exists() else None
+    with pytest.raises(SystemExit) as caught:
+        run_stage("evaluate", "--model", model, "--dataset", dataset)
+    assert (metrics.read_bytes() if metrics.exists() else None) == before, "a refused evaluation leaves the metrics alone"
+    return str(caught.value)
 
 
 def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
@@ -60,10 +71,62 @@ def test_evaluate_writes_metrics_predictions_and_plots(prepared):
     assert sorted(p.name for p in (out / "roc").iterdir()) == ["covid19.json", "normal.json", "pneumonia.json"]
 
 
+def test_timm_model_trains_and_evaluates(prepared):
+    """A timm classifier is a `timm/<name>` arch in params.yaml away, through the same stages."""
+    convnext = {"arch": "timm/convnext_atto", "image_size": 32, "lr": 1e-3, "weights": "none"}
+    write_params(prepared, tiny_params(**{"models": [*tiny_params()["models"], "convnext"], "model.convnext": convnext}))
+    run_stage("train", "--model", "convnext", "--dataset", "full")
+    run_stage("evaluate", "--model", "convnext", "--dataset", "full")
+    meta = torch.load(model_file("full", "convnext"), weights_only=True)["meta"]
+    assert meta["arch"] == "timm/convnext_atto" and meta["model"] == "convnext" and meta["image_size"] == 32
+    metrics = json.loads(metrics_file("full", "convnext").read_text())
+    assert metrics["n_test"] == len(SplitArrays.load(split_file("full", "test")))
+    assert 0 <= metrics["accuracy"] <= 1
+
+
+def test_evaluate_explains_an_unreadable_checkpoint(prepared):
+    """An empty (disk full), truncated (killed copy) or foreign file gets the path and the way out, not a traceback."""
+    run_stage("train", "--model", "resnet18", "--dataset", "full")
+    run_stage("evaluate", "--model", "resnet18", "--dataset", "full")
+    checkpoint = model_file("full", "resnet18")
+    real = checkpoint.read_bytes()
+    plain_state_dict = io.BytesIO()
+    torch.save(torch.load(checkpoint, weights_only=True)["state_dict"], plain_state_dict)
+    for case, content in {"empty": b"", "truncated": real[:len(real) // 2], "foreign": plain_state_dict.getvalue()}.items():
+        checkpoint.write_bytes(content)
+        message = evaluate_refused()
+        assert str(checkpoint) in message and "dvc repro" in message, (case, message)
+
+
+def test_evaluate_refuses_a_checkpoint_made_for_another_arch_dataset_or_preprocessing(prepared):
+    """Such a checkpoint would load (or even fit) and be scored against this test split as if it were this model."""
+    run_stage("train", "--model", "resnet18", "--dataset", "full")
+    run_stage("evaluate", "--model", "resnet18", "--dataset", "full")
+    checkpoint = model_file("full", "resnet18")
+    real = checkpoint.read_bytes()
+
+    write_params(prepared, tiny_params(**{"train.epochs": 2, "model.resnet18.arch": "resnet34"}))
+    message = evaluate_refused()
+    assert str(checkpoint) in message and "arch = 'resnet18'" in message and "'resnet34'" in message
+    write_params(prepared, tiny_params(**{"train.epochs": 2}))
+
+    # As if models/lungs/resnet18.pt had been copied here.
+    lungs = torch.load(checkpoint, weights_only=True)
+    lungs["meta"]["dataset"] = "lungs"
+    torch.save(lungs, checkpoint)
+    assert "dataset = 'lungs'" in evaluate_refused()
+    checkpoint.write_bytes(real)
+
+    write_params(prepared, tiny_params(**{"train.epochs": 2, "prepare.image_size": 40}))
+    run_stage("prepare", "--dataset", "full")
+    message = evaluate_refused()
+    assert "preprocessing = {" in message and "'image_size': 48" in message and "'image_size': 40" in message
+
+
 def test_evaluate_refuses_a_model_trained_on_other_classes(prepared):
     run_stage("train", "--model", "resnet18", "--dataset", "full")
     write_params(prepared, tiny_params(**{"classes": ["COVID-19", "Pneumonia", "Healthy"],
                                           "dataset.full.class_folders.Normal": "Healthy",
                                           "dataset.lungs.class_folders.Normal": "Healthy"}))
-    with pytest.raises(SystemExit, match="was trained on classes"):
-        run_stage("evaluate", "--model", "resnet18", "--dataset", "full")
+    message = evaluate_refused()
+    assert "classes = ['COVID-19', 'Pneumonia', 'Normal']" in message and "['COVID-19', 'Pneumonia', 'Healthy']" in message

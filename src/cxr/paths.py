@@ -36,7 +36,16 @@ def model_file(dataset: str, model: str) -> Path:
 
 
 def train_log_dir(dataset: str, model: str) -> Path:
+    """dvclive's folder: metrics.json (the summary) and plots/metrics/ (one .tsv per logged metric)."""
     return Path("reports/train") / dataset / model
+
+
+def train_summary_file(dataset: str, model: str) -> Path:
+    return train_log_dir(dataset, model) / "metrics.json"
+
+
+def train_curves_dir(dataset: str, model: str) -> Path:
+    return train_log_dir(dataset, model) / "plots" / "metrics"
 
 
 def metrics_file(dataset: str, model: str) -> Path:
@@ -45,6 +54,19 @@ def metrics_file(dataset: str, model: str) -> Path:
 
 def evaluation_dir(dataset: str, model: str) -> Path:
     return Path("reports/evaluate") / dataset / model
+
+
+def predictions_file(dataset: str, model: str) -> Path:
+    return evaluation_dir(dataset, model) / "predictions.csv"
+
+
+def confusion_file(dataset: str, model: str) -> Path:
+    return evaluation_dir(dataset, model) / "confusion.json"
+
+
+def roc_dir(dataset: str, model: str) -> Path:
+    """One JSON of one-vs-rest ROC points per class."""
+    return evaluation_dir(dataset, model) / "roc"
 
 
 SUMMARY_FILE = Path("reports/summary.md")

@@ -102,7 +102,11 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         if path.exists():
             backup = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path, _BACKUP)))
             os.replace(path, backup)
-            os.replace(tmp_path, path)
+            try:
+                os.replace(tmp_path, path)
+            except BaseException:
+                os.replace(backup, path)
+                raise
             shutil.rmtree(backup)
         else:
             os.replace(tmp_path, path)

@@ -130,18 +130,18 @@ def roc_records(labels: np.ndarray, probabilities: np.ndarray, index: int) -> li
     return [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr)]
 
 
-def write_evaluation(metrics_path: Path, out_dir: Path, metrics: dict, labels: np.ndarray, names: np.ndarray,
-                     probabilities: np.ndarray, classes: Sequence[str]) -> None:
-    """The metrics JSON, and in out_dir the per-image predictions, confusion records and per-class ROC curves."""
+def write_evaluation(metrics_path: Path, predictions_path: Path, confusion_path: Path, roc_path: Path, metrics: dict,
+                     labels: np.ndarray, names: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> None:
+    """The metrics JSON, the per-image predictions CSV, the confusion records and a folder of per-class ROC curves."""
     write_json(metrics_path, metrics)
     predictions = probabilities.argmax(axis=1)
     rounded = probabilities.round(6)
-    with atomic_path(out_dir / "predictions.csv") as tmp, tmp.open("w", newline="") as handle:
+    with atomic_path(predictions_path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["name", "actual", "predicted", *(f"p_{slug(name)}" for name in classes)])
         for name, actual, predicted, row in zip(names, labels, predictions, rounded):
             writer.writerow([name, classes[actual], classes[predicted], *row])
-    write_json(out_dir / "confusion.json", confusion_records(labels, predictions, classes))
-    with atomic_dir(out_dir / "roc") as roc_dir:
+    write_json(confusion_path, confusion_records(labels, predictions, classes))
+    with atomic_dir(roc_path) as roc_tmp:
         for index, name in enumerate(classes):
-            write_json(roc_dir / f"{slug(name)}.json", roc_records(labels, probabilities, index))
+            write_json(roc_tmp / f"{slug(name)}.json", roc_records(labels, probabilities, index))

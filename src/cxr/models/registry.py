@@ -98,11 +98,11 @@ def pretrained_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float,
     return (INCEPTION_MEAN, INCEPTION_STD) if arch == "inception_v3" else (IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _offline_error(arch: str, url: str, cache: Path, err: Exception) -> WeightsError:
+def _offline_error(arch: str, url: str, cache_hint: str, err: Exception) -> WeightsError:
     return WeightsError(
         f"could not download the ImageNet weights of {arch} ({type(err).__name__}: {err}). "
-        f"Offline? Fetch {url} on a machine with internet and either put it in {cache} "
-        f"or set `weights:` of this model in params.yaml to the file's path."
+        f"Offline? Fetch {url} on a machine with internet and set `weights:` of this model in params.yaml "
+        f"to the file's path, or {cache_hint}."
     )
 
 
@@ -111,7 +111,7 @@ def _torchvision_imagenet_model(arch: str) -> nn.Module:
     try:
         return torchvision.models.get_model(arch, weights=weights_enum)
     except (ConnectionError, TimeoutError, OSError) as err:  # urllib's URLError is an OSError
-        raise _offline_error(arch, weights_enum.url, Path(torch.hub.get_dir()) / "checkpoints", err) from None
+        raise _offline_error(arch, weights_enum.url, f"put it in {Path(torch.hub.get_dir()) / 'checkpoints'}", err) from None
 
 
 def _timm_model(name: str, num_classes: int, weights: str) -> nn.Module:
@@ -126,12 +126,26 @@ def _timm_model(name: str, num_classes: int, weights: str) -> nn.Module:
         # timm drops the ImageNet head itself when num_classes differs.
         return timm.create_model(name, pretrained=True, num_classes=num_classes)
     except Exception as err:  # huggingface_hub and torch.hub raise many types when offline
-        config = timm.get_pretrained_cfg(name)
-        hub = config.hf_hub_id if config is not None else None
-        url = f"https://huggingface.co/{hub}" if hub else (config.url if config is not None else name)
+        raise _timm_offline_error(name, err) from None
+
+
+def _timm_offline_error(name: str, err: Exception) -> WeightsError:
+    import timm
+
+    config = timm.get_pretrained_cfg(name)
+    hub = config.hf_hub_id.split("@")[0] if config is not None and config.hf_hub_id else None
+    if hub:
+        # A single file dropped into the Hugging Face cache is not found: the cache is a folder per repository.
         from huggingface_hub.constants import HF_HUB_CACHE
 
-        raise _offline_error(f"timm/{name}", url, Path(HF_HUB_CACHE), err) from None
+        url = f"https://huggingface.co/{hub}/resolve/main/{config.hf_hub_filename or 'model.safetensors'}"
+        hint = f"copy the folder models--{hub.replace('/', '--')} of a Hugging Face cache that has it into {HF_HUB_CACHE}"
+    elif config is not None and config.url:
+        url, hint = config.url, f"put it in {Path(torch.hub.get_dir()) / 'checkpoints'}"
+    else:
+        return WeightsError(f"timm has no ImageNet weights for {name} ({type(err).__name__}: {err}); "
+                            f"set `weights:` of this model in params.yaml to none or a weights file")
+    return _offline_error(f"timm/{name}", url, hint, err)
 
 
 def _replace_torchvision_head(model: nn.Module, arch: str, num_classes: int) -> None:

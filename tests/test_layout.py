@@ -1,0 +1,141 @@
+"""The pipeline's declarations match the code: each stage's code dependencies are what its entry point
+imports, its outputs are the paths the code writes, and every params key is read by some stage."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxr import paths
+from tests.conftest import REPO, default_params
+
+SRC = REPO / "src"
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+# Not dependencies of any stage: cxr/__init__.py holds only a docstring, and the paths in cxr/paths.py are
+# declared in dvc.yaml itself (test_declared_outputs_are_the_paths_the_code_writes keeps the two equal).
+NOT_DEPENDENCIES = {"src/cxr/__init__.py", "src/cxr/paths.py"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every `cxr` module a file imports, at module level or inside functions (lazy imports are imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "cxr"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "cxr":
+            found.add(node.module)
+            # `from cxr.data import prepare` imports the module cxr.data.prepare.
+            found |= {f"{node.module}.{alias.name}" for alias in node.names
+                      if module_file(f"{node.module}.{alias.name}") is not None}
+    return found
+
+
+def module_file(module: str) -> Path | None:
+    base = SRC / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def project_files(entry_point: Path) -> set[Path]:
+    """The entry point and every project file it imports, transitively (parent packages included)."""
+    seen: set[Path] = set()
+    todo = [entry_point]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path):
+            parts = module.split(".")
+            for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+                found = module_file(".".join(parts[:depth]))
+                if found is not None:
+                    todo.append(found)
+    return seen
+
+
+def dependency_of(path: Path) -> str:
+    """A file's dependency entry: its sub-package folder under src/cxr, or the file itself."""
+    relative = path.relative_to(REPO)
+    if relative.parts[:2] == ("src", "cxr") and len(relative.parts) > 3:
+        return "/".join(relative.parts[:3])
+    return relative.as_posix()
+
+
+def stage_definitions():
+    for name, stage in DVC_YAML["stages"].items():
+        yield name, stage.get("do", stage)
+
+
+@pytest.mark.parametrize("name, stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
+def test_declared_code_dependencies_are_what_the_entry_point_imports(name, stage):
+    entry_point = REPO / "stages" / f"{name}.py"
+    assert f"python stages/{name}.py" in stage["cmd"]
+    imported = {dependency_of(path) for path in project_files(entry_point)} - NOT_DEPENDENCIES
+    declared = {dep for dep in stage["deps"] if dep.startswith(("stages/", "src/"))}
+    assert declared == imported, (f"stage {name}: declare {sorted(imported - declared)}, "
+                                  f"remove {sorted(declared - imported)}")
+
+
+def test_package_root_holds_no_code():
+    """cxr/__init__.py is in no stage's dependencies, so it must stay a docstring."""
+    tree = ast.parse((SRC / "cxr" / "__init__.py").read_text())
+    assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
+
+
+def test_stages_folder_holds_only_entry_points():
+    assert sorted(p.name for p in (REPO / "stages").iterdir() if p.name != "__pycache__") == \
+        sorted(f"{name}.py" for name in DVC_YAML["stages"])
+
+
+def resolved_stages():
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        return {stage.addressing: ({out.def_path for out in stage.outs}, {dep.def_path for dep in stage.deps})
+                for stage in repo.index.stages}
+
+
+def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
+    """(outputs, data inputs) of one resolved stage, as the code names them."""
+    name, _, item = address.partition("@")
+    if name == "generate":
+        return {Path(params["generate"]["out_dir"])}, set()
+    if name == "prepare":
+        return {paths.prepared_dir(item), paths.data_report_file(item)}, {Path(params["dataset"][item]["raw_dir"])}
+    if name == "report":
+        return {paths.SUMMARY_FILE, paths.COMPARISON_FIGURE}, {paths.metrics_file("x", "y").parent.parent}
+    model, dataset = next((m, d) for m in params["models"] for d in params["datasets"] if item == f"{m}-{d}")
+    if name == "train":
+        return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
+                 paths.train_curves_dir(dataset, model)},
+                {paths.split_file(dataset, "train"), paths.split_file(dataset, "val"), paths.view_file(dataset)})
+    assert name == "evaluate"
+    return ({paths.metrics_file(dataset, model), paths.predictions_file(dataset, model),
+             paths.confusion_file(dataset, model), paths.roc_dir(dataset, model)},
+            {paths.model_file(dataset, model), paths.split_file(dataset, "test"), paths.view_file(dataset)})
+
+
+def test_declared_outputs_are_the_paths_the_code_writes():
+    params = default_params()
+    stages = resolved_stages()
+    assert len(stages) == 1 + len(params["datasets"]) * (1 + 2 * len(params["models"])) + 1
+    for address, (outs, deps) in stages.items():
+        expected_outs, expected_inputs = expected_paths(address, params)
+        assert {Path(p) for p in outs} == expected_outs, address
+        data_deps = {Path(p) for p in deps if not p.startswith(("stages/", "src/")) and p != "params.yaml"}
+        assert data_deps == expected_inputs, address
+
+
+def test_every_params_key_is_read_by_some_stage():
+    """A key no stage declares would change nothing when edited: a silent no-op for the user."""
+    params = default_params()
+    declared = set()
+    for _, stage in stage_definitions():
+        declared |= {key.split(".")[0] for key in stage.get("params", [])}
+    assert declared == set(params)

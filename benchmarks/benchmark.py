@@ -1,13 +1,20 @@
 """Benchmarks behind the README's performance table (not a test: timings depend on the machine).
 
-    python benchmarks/benchmark.py            # whole default pipeline from scratch, no-op repro, train throughput
-    python benchmarks/benchmark.py --skip-pipeline --prepared-from .   # throughput only, on ./data/prepared
+    python benchmarks/benchmark.py            # everything below, the pipeline in a temporary copy of this repository
+    python benchmarks/benchmark.py --skip-pipeline --prepared-from .   # start-up and throughput only, on ./data/prepared
 
-1. `dvc repro` wall time from scratch, in a temporary copy of this repository (default params.yaml).
-2. `dvc repro` wall time when nothing changed (median of 3).
-3. Training images/s of the train stage's own loop (batch transfer, augmentation, normalisation,
+Every measurement is against a floor measured in the same run, alternating with it, so a busy machine
+hits both alike; medians of the repeats are reported.
+
+1. Start-up: wall time of `python stages/<name>.py --help` for every stage (the entry points import the
+   library at the top, argparse runs after the imports) against `python -c pass` and
+   `python -c "import torch, torchvision"`.
+2. `dvc repro` wall time from scratch, in a temporary copy of this repository (default params.yaml).
+3. `dvc repro` wall time when nothing changed, against DVC's own floor: the same command in a fresh
+   repository with as many trivial stages (one small dependency and one output each).
+4. Training images/s of the train stage's own loop (batch transfer, augmentation, normalisation,
    forward, backward, optimizer and scheduler step) against a bare PyTorch loop over ready-made tensors,
-   same model, batch size and input size; median of alternating repeats.
+   same model, batch size and input size.
 """
 
 from __future__ import annotations
@@ -23,67 +30,146 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 
-from stages.datasets import SplitArrays, intensity_stats, model_input  # noqa: E402
-from stages.models import build_model, mixed_precision, resolve_device  # noqa: E402
-from stages.params import load_params  # noqa: E402
-from stages.paths import split_file  # noqa: E402
-from stages.train import class_weights, train_one_epoch, training_loader  # noqa: E402
+from cxr.data.arrays import SplitArrays, intensity_stats  # noqa: E402
+from cxr.models.inference import mixed_precision, model_input, resolve_device  # noqa: E402
+from cxr.models.params import ModelParams  # noqa: E402
+from cxr.models.registry import build_model  # noqa: E402
+from cxr.params import Classes, Device, Names, load_params  # noqa: E402
+from cxr.paths import split_file  # noqa: E402
+from cxr.training.augment import augment_batch  # noqa: E402
+from cxr.training.loop import class_weights, train_one_epoch, training_loader  # noqa: E402
+from cxr.training.params import TrainParams  # noqa: E402
 
+PARAMS = REPO / "params.yaml"
 PIPELINE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+CODE_FOLDERS = ["src", "stages"]
+STAGES = ["generate", "prepare", "train", "evaluate", "report"]
+FLOOR_IMPORT = "import torch, torchvision"
+IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
+
+
+def git_env(repo: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
+               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com")
+    if repo is not None:
+        # The stages of a copy import the copy's library, not the one installed from this checkout.
+        env["PYTHONPATH"] = os.pathsep.join([str(repo / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def commit_all(target: Path) -> None:
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
+        subprocess.run(command, cwd=target, env=git_env(), check=True)
 
 
 def copy_repository(target: Path) -> None:
     for name in PIPELINE_FILES:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, target / name)
-    shutil.copytree(REPO / "stages", target / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    env = git_env()
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
-        subprocess.run(command, cwd=target, env=env, check=True)
+    for name in CODE_FOLDERS:
+        shutil.copytree(REPO / name, target / name, ignore=IGNORE)
+    commit_all(target)
 
 
-def git_env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
-                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com")
+def stage_count(repo: Path) -> int:
+    """Stages of `dvc.yaml` after foreach/matrix expansion, as DVC counts them."""
+    out = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=repo,
+                         env=git_env(repo), check=True, capture_output=True, text=True).stdout
+    return len(out.split())
 
 
-def timed_repro(repo: Path) -> float:
+def floor_repository(target: Path, stages: int) -> None:
+    """DVC's floor: a fresh git+DVC repository of `stages` trivial stages, one small dependency and output each."""
+    target.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=target, env=git_env(), check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=target, env=git_env(), check=True)
+    shutil.copy(REPO / ".dvc/config", target / ".dvc/config")  # the same DVC settings as ours
+    (target / "in").mkdir()
+    pipeline = {}
+    for i in range(stages):
+        (target / "in" / f"{i}.txt").write_text(f"{i}\n")
+        pipeline[f"s{i}"] = {"cmd": f"echo {i} > out/{i}.txt", "deps": [f"in/{i}.txt"], "outs": [f"out/{i}.txt"]}
+    (target / "out").mkdir()
+    (target / "dvc.yaml").write_text(yaml.safe_dump({"stages": pipeline}, sort_keys=False))
+    commit_all(target)
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=git_env(), check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
+def timed_repro(repo: Path) -> float:
+    return timed([sys.executable, "-m", "dvc", "repro"], repo, git_env(repo))
+
+
+def alternating_runs(commands: dict[str, tuple[list[str], Path, dict[str, str]]], repeats: int) -> dict[str, list[float]]:
+    """Wall times of each command over `repeats` rounds, one run of each per round."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, (command, cwd, env) in commands.items():
+            times[name].append(timed(command, cwd, env))
+    return times
+
+
+def median_ratio(times: list[float], floor: list[float]) -> float:
+    """Median of the per-round ratios: robust to the load of a shared machine changing between rounds."""
+    return statistics.median(t / f for t, f in zip(times, floor))
+
+
+def startup_times(repeats: int) -> dict[str, list[float]]:
+    python = sys.executable
+    env = git_env(REPO)
+    commands = {"python -c pass": ([python, "-c", "pass"], REPO, env),
+                FLOOR_IMPORT: ([python, "-c", "import torch, torchvision"], REPO, env)}
+    for stage in STAGES:
+        commands[stage] = ([python, f"stages/{stage}.py", "--help"], REPO, env)
+    return alternating_runs(commands, repeats)
+
+
+def print_startup(times: dict[str, list[float]]) -> None:
+    floor = times[FLOOR_IMPORT]
+    print(f"| start-up (`python stages/<name>.py --help`, median of {len(floor)}) | s | / `{FLOOR_IMPORT}` |")
+    print("|---|---|---|")
+    for name, values in times.items():
+        print(f"| {name} | {statistics.median(values):.2f} | {median_ratio(values, floor):.2f} |", flush=True)
+
+
 def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches: int):
-    params = load_params(REPO / "params.yaml")
-    model_params, train_params = params.model[model_name], params.train
-    torch.manual_seed(params.seed)
-    device = resolve_device(params.device)
+    model_key = f"model.{model_name}"
+    params = load_params({"classes": Classes, "device": Device, "train": TrainParams, model_key: ModelParams}, PARAMS)
+    model_params, train_params, classes = params[model_key], params["train"], params["classes"]
+    torch.manual_seed(train_params.seed)
+    device = resolve_device(params["device"])
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # as the train stage runs on CPU
     split = SplitArrays.load(prepared_root / split_file(dataset, "train"))
-    model = build_model(model_params.arch, len(params.classes), model_params.image_size).to(device)
+    model = build_model(model_params.arch, len(classes), model_params.image_size).to(device)
     mean, std = intensity_stats(split.images)
-    loader = training_loader(split, train_params, len(params.classes), params.seed)
-    criterion = nn.CrossEntropyLoss(weight=class_weights(split, len(params.classes), train_params).to(device))
+    loader = training_loader(split, train_params, len(classes))
+    criterion = nn.CrossEntropyLoss(weight=class_weights(split, len(classes), train_params).to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10 * len(loader))
-    rng = torch.Generator().manual_seed(params.seed)
+    rng = torch.Generator().manual_seed(train_params.seed)
     precision = mixed_precision(device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
 
     def to_input(images: torch.Tensor) -> torch.Tensor:
-        return model_input(images, model_params.image_size, mean, std, train_params.augment, rng)
+        return model_input(images, model_params.image_size, mean, std,
+                           lambda pixels: augment_batch(pixels, train_params.augment, rng))
 
     subset = torch.utils.data.Subset(loader.dataset, range(min(len(split), batches * train_params.batch_size)))
     timed_loader = torch.utils.data.DataLoader(subset, batch_size=train_params.batch_size, shuffle=True,
                                                generator=torch.Generator().manual_seed(0))
+
     def run() -> None:
         train_one_epoch(model, timed_loader, to_input, criterion, optimizer, scheduler, scaler, precision, device)
 
@@ -91,15 +177,16 @@ def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches
 
 
 def bare_throughput(model_name: str, batches: int):
-    params = load_params(REPO / "params.yaml")
-    model_params, batch = params.model[model_name], params.train.batch_size
-    torch.manual_seed(params.seed)
-    device = resolve_device(params.device)
-    model = build_model(model_params.arch, len(params.classes), model_params.image_size).to(device).train()
+    model_key = f"model.{model_name}"
+    params = load_params({"classes": Classes, "device": Device, "train": TrainParams, model_key: ModelParams}, PARAMS)
+    model_params, batch, classes = params[model_key], params["train"].batch_size, params["classes"]
+    torch.manual_seed(params["train"].seed)
+    device = resolve_device(params["device"])
+    model = build_model(model_params.arch, len(classes), model_params.image_size).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr)
     precision = mixed_precision(device)
     size = model_params.image_size
-    data = [(torch.randn(batch, 3, size, size, device=device), torch.randint(0, 3, (batch,), device=device))
+    data = [(torch.randn(batch, 3, size, size, device=device), torch.randint(0, len(classes), (batch,), device=device))
             for _ in range(batches)]
 
     def run() -> None:
@@ -136,37 +223,51 @@ def synchronize(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--skip-pipeline", action="store_true", help="only the throughput comparison")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only start-up and throughput")
     parser.add_argument("--prepared-from", type=Path, help="repository whose data/prepared to use (with --skip-pipeline)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per model and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timed repeats per loop (median reported)")
+    parser.add_argument("--startup-repeats", type=int, default=5, help="alternating start-up repeats (median reported)")
+    parser.add_argument("--noop-repeats", type=int, default=5, help="alternating no-op repro repeats (median reported)")
     args = parser.parse_args()
+    if args.skip_pipeline and args.prepared_from is None:
+        parser.error("--skip-pipeline needs --prepared-from")
 
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"device {resolve_device(load_params(REPO / 'params.yaml').device)}")
+    params = load_params({"device": Device, "datasets": Names, "models": Names}, PARAMS)
+    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, device {resolve_device(params['device'])}")
+    print_startup(startup_times(args.startup_repeats))
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as scratch:
         prepared_root = args.prepared_from
         if not args.skip_pipeline:
-            repo = Path(scratch)
+            repo, floor = Path(scratch) / "repo", Path(scratch) / "floor"
+            repo.mkdir()
             copy_repository(repo)
             from_scratch = timed_repro(repo)
-            no_op = statistics.median(timed_repro(repo) for _ in range(3))
+            stages = stage_count(repo)
+            floor_repository(floor, stages)
+            timed_repro(floor)  # its own first run
+            repro = [sys.executable, "-m", "dvc", "repro"]
+            no_op = alternating_runs({"ours": (repro, repo, git_env(repo)), "floor": (repro, floor, git_env(floor))},
+                                     args.noop_repeats)
             print(f"| `dvc repro` from scratch (default params) | {from_scratch:.0f} s |")
-            print(f"| `dvc repro` with nothing changed (median of 3) | {no_op:.2f} s |")
+            print(f"| `dvc repro` with nothing changed (median of {args.noop_repeats}) | "
+                  f"{statistics.median(no_op['ours']):.2f} s |")
+            print(f"| DVC's floor: no-op `dvc repro` of {stages} trivial stages | {statistics.median(no_op['floor']):.2f} s |")
+            print(f"| no-op ratio ours / floor (median of per-round ratios) | "
+                  f"{median_ratio(no_op['ours'], no_op['floor']):.2f} |", flush=True)
             prepared_root = repo
-        if prepared_root is None:
-            parser.error("--skip-pipeline needs --prepared-from")
-        params = load_params(REPO / "params.yaml")
+        train = load_params({"train": TrainParams}, PARAMS)["train"]
+        models = load_params({**{f"model.{m}": ModelParams for m in params["models"]}}, PARAMS)
         print("| model | input px | batch | train stage img/s | bare loop img/s | ratio |")
         print("|---|---|---|---|---|---|")
-        for model_name in params.models:
-            stage_timer = stage_throughput(model_name, params.datasets[0], prepared_root, args.batches)
+        for model_name in params["models"]:
+            stage_timer = stage_throughput(model_name, params["datasets"][0], prepared_root, args.batches)
             bare_timer = bare_throughput(model_name, args.batches)
             # Alternating repeats, so a busy moment of the machine hits both loops alike.
             timings = [(stage_timer(), bare_timer()) for _ in range(args.repeats)]
             stage = statistics.median(t[0] for t in timings)
             bare = statistics.median(t[1] for t in timings)
-            print(f"| {model_name} | {params.model[model_name].image_size} | {params.train.batch_size} "
+            print(f"| {model_name} | {models[f'model.{model_name}'].image_size} | {train.batch_size} "
                   f"| {stage:.1f} | {bare:.1f} | {stage / bare:.3f} |", flush=True)
 
 

@@ -177,7 +177,7 @@ def training_loader(split: SplitArrays, train_params: TrainParams, num_classes: 
 
 
 def class_weights(split: SplitArrays, num_classes: int, train_params: TrainParams) -> torch.Tensor:
-    """Inverse-frequency weights (mean 1) for the class-weighted loss; all ones otherwise."""
+    """Inverse-frequency weights for the class-weighted loss (mean 1 over training images, sklearn's "balanced"); all ones otherwise."""
     if train_params.class_balance != "loss":
         return torch.ones(num_classes)
     counts = np.bincount(split.labels, minlength=num_classes).astype(np.float64)

@@ -9,9 +9,9 @@ from typing import Annotated
 
 from pydantic import Field
 
+from cxr.io.files import write_text
 from cxr.params import Names, stage_arguments, stage_params
 from cxr.paths import COMPARISON_FIGURE, SUMMARY_FILE
-from cxr.io.files import write_text
 from cxr.report.summary import MissingMetrics, comparison_figure, load_metrics, summary_table
 
 

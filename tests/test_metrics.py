@@ -7,7 +7,12 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from cxr.metrics.classification import (
-    bootstrap_interval, classification_metrics, confusion_records, expected_calibration_error, roc_records, slug,
+    bootstrap_interval,
+    classification_metrics,
+    confusion_records,
+    expected_calibration_error,
+    roc_records,
+    slug,
 )
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]

@@ -14,7 +14,12 @@ from torch import nn
 from cxr.models.checkpoints import load_checkpoint, save_checkpoint
 from cxr.models.inference import model_input
 from cxr.models.registry import (
-    INCEPTION_AUX_MIN_SIZE, STUDY_ARCHS, WeightsError, build_model, min_input_size, pretrained_normalization,
+    INCEPTION_AUX_MIN_SIZE,
+    STUDY_ARCHS,
+    WeightsError,
+    build_model,
+    min_input_size,
+    pretrained_normalization,
 )
 from cxr.training.loop import classification_loss
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import yaml
 
-from tests.test_pipeline import _dvc, _run, copy_pipeline
 from tests.conftest import REPO
+from tests.test_pipeline import _dvc, _run, copy_pipeline
 
 STAGES = ["generate", "prepare@full", "prepare@lungs"]
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-# A bare Figure needs no GUI backend: the pipeline runs on servers and in CI.
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure  # a bare Figure needs no GUI backend: the pipeline runs on servers and in CI
 
 from cxr.io.files import atomic_path
 from cxr.paths import metrics_file

@@ -36,12 +36,12 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cxr.data.arrays import SplitArrays, intensity_stats  # noqa: E402
+from cxr.io.arrays import SplitArrays, intensity_stats  # noqa: E402
 from cxr.models.inference import mixed_precision, model_input, resolve_device  # noqa: E402
 from cxr.models.params import ModelParams  # noqa: E402
 from cxr.models.registry import build_model  # noqa: E402
 from cxr.params import Classes, Device, Names, load_params  # noqa: E402
-from cxr.paths import split_file  # noqa: E402
+from cxr.paths import split_dir  # noqa: E402
 from cxr.training.augment import augment_batch  # noqa: E402
 from cxr.training.loop import class_weights, train_one_epoch, training_loader  # noqa: E402
 from cxr.training.params import TrainParams  # noqa: E402
@@ -49,7 +49,7 @@ from cxr.training.params import TrainParams  # noqa: E402
 PARAMS = REPO / "params.yaml"
 PIPELINE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 CODE_FOLDERS = ["src", "stages"]
-STAGES = ["generate", "prepare", "train", "evaluate", "report"]
+STAGES = ["generate", "index", "prepare", "train", "evaluate", "report"]
 FLOOR_IMPORT = "import torch, torchvision"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
@@ -151,7 +151,7 @@ def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches
     device = resolve_device(params["device"])
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # as the train stage runs on CPU
-    split = SplitArrays.load(prepared_root / split_file(dataset, "train"))
+    split = SplitArrays.load(prepared_root / split_dir(dataset, "train"))
     model = build_model(model_params.arch, len(classes), model_params.image_size).to(device)
     mean, std = intensity_stats(split.images)
     loader = training_loader(split, train_params, len(classes))

@@ -1,24 +1,37 @@
-"""Write the embedded default data: a seeded synthetic chest X-ray set in the real datasets' layout.
+"""Write the embedded default data: seeded synthetic chest X-rays in the real datasets' layouts.
 
-    python stages/generate.py
+    python stages/generate.py                 # data/raw/synthetic: class folders with images/ and masks/
+    python stages/generate.py --radiography   # a second hospital, zipped like the Kaggle Radiography Database
 
 Same seed and params, byte-identical files; see cxr/synthetic/generator.py for what the images contain.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
-from cxr.params import stage_arguments, stage_params
-from cxr.synthetic.generator import write_dataset
-from cxr.synthetic.params import GenerateParams
+from cxr.params import stage_params
+from cxr.synthetic.generator import write_dataset, write_radiography_zip
+from cxr.synthetic.params import GenerateParams, RadiographyParams
 
 
 def main(argv: list[str] | None = None) -> None:
-    stage_arguments(__doc__, argv)
-    generate: GenerateParams = stage_params({"generate": GenerateParams})["generate"]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--radiography", action="store_true", help="write the generate_radiography zip instead")
+    args = parser.parse_args(argv)
 
+    if args.radiography:
+        radiography: RadiographyParams = stage_params({"generate_radiography": RadiographyParams})["generate_radiography"]
+        summary = write_radiography_zip(Path(radiography.out_zip), seed=radiography.seed,
+                                        images_per_class=radiography.images_per_class,
+                                        image_size=radiography.image_size, mask_size=radiography.mask_size,
+                                        gamma=radiography.gamma)
+        print(f"wrote {radiography.out_zip}: {json.dumps(summary)}")
+        return
+
+    generate: GenerateParams = stage_params({"generate": GenerateParams})["generate"]
     summary = write_dataset(
         Path(generate.out_dir),
         seed=generate.seed,

@@ -1,30 +1,33 @@
-"""Validate, deduplicate and split one raw dataset into compact arrays.
+"""Build one dataset: a view (full or lungs) of an indexed source, as memory-mappable split arrays.
 
     python stages/prepare.py --dataset full
 
-Writes data/prepared/<dataset>/{train,val,test}.npz, manifest.csv and view.json, and the data report
-reports/data/<dataset>.json listing every skipped file with its reason (see cxr/data/prepare.py).
+Writes data/prepared/<dataset>/ ({train,val,test}/*.npy and view.json) and the view report
+reports/data/views/<dataset>.json, which counts the images the view had to skip.
 """
 
 from __future__ import annotations
 
+from cxr.data.index import RawChanged
 from cxr.data.params import DatasetParams, PrepareParams
-from cxr.data.prepare import DatasetError, prepare_dataset
-from cxr.params import Classes, stage_arguments, stage_params
+from cxr.data.prepare import ViewError, prepare_view
+from cxr.params import Classes, Workers, stage_arguments, stage_params, worker_count
 from cxr.paths import SPLITS
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_arguments(__doc__, argv, dataset=True)
-    params = stage_params({"classes": Classes, f"dataset.{args.dataset}": DatasetParams, "prepare": PrepareParams})
+    dataset_key = f"dataset.{args.dataset}"
+    params = stage_params({"classes": Classes, "workers": Workers, dataset_key: DatasetParams, "prepare": PrepareParams})
 
     try:
-        report = prepare_dataset(args.dataset, params[f"dataset.{args.dataset}"], params["prepare"], params["classes"])
-    except DatasetError as err:
+        report = prepare_view(args.dataset, params[dataset_key], params["prepare"], params["classes"],
+                              worker_count(params["workers"]))
+    except (ViewError, RawChanged, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
 
-    print(f"{args.dataset}: kept {report['images_kept']} images, skipped {report['images_skipped']}, "
-          f"{len(report['duplicate_groups'])} duplicate groups; "
+    print(f"{args.dataset}: {report['images_kept']} images, skipped {report['images_skipped']} "
+          f"({report['skipped_by_reason'] or 'none'}); "
           + ", ".join(f"{split} {sum(report['counts'][split].values())}" for split in SPLITS))
 
 

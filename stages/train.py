@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 
-from cxr.data.arrays import SplitArrays
+from cxr.io.arrays import SplitArrays
 from cxr.models.inference import resolve_device
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError
 from cxr.params import Classes, Device, stage_arguments, stage_params
-from cxr.paths import model_file, split_file, train_log_dir, view_file
+from cxr.paths import model_file, split_dir, train_log_dir, view_file
 from cxr.training.loop import TrainingError, train_classifier
 from cxr.training.params import TrainParams
 
@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     model_key = f"model.{args.model}"
     params = stage_params({"classes": Classes, "device": Device, "train": TrainParams, model_key: ModelParams})
 
-    train_split = SplitArrays.load(split_file(args.dataset, "train"))
-    val_split = SplitArrays.load(split_file(args.dataset, "val"))
+    train_split = SplitArrays.load(split_dir(args.dataset, "train"))
+    val_split = SplitArrays.load(split_dir(args.dataset, "val"))
     # How raw X-rays became this model's inputs, so prediction can redo it with cxr.data.views.make_view.
     meta = {"model": args.model, "dataset": args.dataset, "preprocessing": json.loads(view_file(args.dataset).read_text())}
     try:

@@ -22,6 +22,7 @@ def tiny_params(**overrides) -> dict:
     """The repository's params.yaml shrunk to a few small images, one epoch and the smallest inputs."""
     params = copy.deepcopy(default_params())
     params["generate"].update(images_per_class=12, image_size=96)
+    params["generate_radiography"].update(images_per_class=6, image_size=96, mask_size=80)
     params["prepare"]["image_size"] = 48
     params["train"].update(epochs=1, batch_size=8)
     params["evaluate"].update(bootstrap_resamples=100, batch_size=16)

@@ -72,10 +72,15 @@ def stage_definitions():
         yield name, stage.get("do", stage)
 
 
+# Stages that run another stage's entry point with other arguments.
+ENTRY_POINTS = {"generate_radiography": "generate", "crosstest": "evaluate"}
+
+
 @pytest.mark.parametrize("name, stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
 def test_declared_code_dependencies_are_what_the_entry_point_imports(name, stage):
-    entry_point = REPO / "stages" / f"{name}.py"
-    assert f"python stages/{name}.py" in stage["cmd"]
+    script = ENTRY_POINTS.get(name, name)
+    entry_point = REPO / "stages" / f"{script}.py"
+    assert f"python stages/{script}.py" in stage["cmd"]
     imported = {dependency_of(path) for path in project_files(entry_point)} - NOT_DEPENDENCIES
     declared = {dep for dep in stage["deps"] if dep.startswith(("stages/", "src/"))}
     assert declared == imported, (f"stage {name}: declare {sorted(imported - declared)}, "
@@ -90,7 +95,7 @@ def test_package_root_holds_no_code():
 
 def test_stages_folder_holds_only_entry_points():
     assert sorted(p.name for p in (REPO / "stages").iterdir() if p.name != "__pycache__") == \
-        sorted(f"{name}.py" for name in DVC_YAML["stages"])
+        sorted({f"{ENTRY_POINTS.get(name, name)}.py" for name in DVC_YAML["stages"]})
 
 
 def resolved_stages():
@@ -106,25 +111,39 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
     name, _, item = address.partition("@")
     if name == "generate":
         return {Path(params["generate"]["out_dir"])}, set()
+    if name == "generate_radiography":
+        return {Path(params["generate_radiography"]["out_zip"])}, set()
+    if name == "index":
+        return {paths.index_dir(item), paths.source_report_file(item)}, {Path(params["source"][item]["path"])}
     if name == "prepare":
-        return {paths.prepared_dir(item), paths.data_report_file(item)}, {Path(params["dataset"][item]["raw_dir"])}
+        return {paths.prepared_dir(item), paths.view_report_file(item)}, {paths.index_dir(params["dataset"][item]["source"])}
     if name == "report":
-        return {paths.SUMMARY_FILE, paths.COMPARISON_FIGURE}, {paths.metrics_file("x", "y").parent.parent}
+        return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE},
+                {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent})
+    if name == "crosstest":
+        model, test = next((m, t) for m in params["models"] for i, t in enumerate(params["cross_tests"])
+                           if item == f"{m}-test{i}")
+        dataset, tested_on = test["trained_on"], test["tested_on"]
+        return ({paths.metrics_file(dataset, model, tested_on), paths.predictions_file(dataset, model, tested_on),
+                 paths.confusion_file(dataset, model, tested_on), paths.roc_dir(dataset, model, tested_on)},
+                {paths.model_file(dataset, model), paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
     model, dataset = next((m, d) for m in params["models"] for d in params["datasets"] if item == f"{m}-{d}")
     if name == "train":
         return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
                  paths.train_curves_dir(dataset, model)},
-                {paths.split_file(dataset, "train"), paths.split_file(dataset, "val"), paths.view_file(dataset)})
+                {paths.split_dir(dataset, "train"), paths.split_dir(dataset, "val"), paths.view_file(dataset)})
     assert name == "evaluate"
     return ({paths.metrics_file(dataset, model), paths.predictions_file(dataset, model),
              paths.confusion_file(dataset, model), paths.roc_dir(dataset, model)},
-            {paths.model_file(dataset, model), paths.split_file(dataset, "test"), paths.view_file(dataset)})
+            {paths.model_file(dataset, model), paths.split_dir(dataset, "test"), paths.view_file(dataset)})
 
 
 def test_declared_outputs_are_the_paths_the_code_writes():
     params = default_params()
     stages = resolved_stages()
-    assert len(stages) == 1 + len(params["datasets"]) * (1 + 2 * len(params["models"])) + 1
+    runs = len(params["models"]) * len(params["datasets"])
+    assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 2 * runs
+                           + len(params["models"]) * len(params["cross_tests"]) + 1)
     for address, (outs, deps) in stages.items():
         expected_outs, expected_inputs = expected_paths(address, params)
         assert {Path(p) for p in outs} == expected_outs, address

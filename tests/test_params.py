@@ -7,20 +7,22 @@ import sys
 
 import pytest
 
-from cxr.data.params import DatasetParams, PrepareParams
-from cxr.metrics.params import EvaluateParams
+from cxr.data.params import DatasetParams, IndexParams, PrepareParams, SourceParams
+from cxr.metrics.params import CrossTests, EvaluateParams
 from cxr.models.params import ModelParams
-from cxr.params import Classes, Device, Names, ParamsError, load_params
-from cxr.synthetic.params import GenerateParams
+from cxr.params import Classes, Device, Names, ParamsError, Workers, load_params
+from cxr.synthetic.params import GenerateParams, RadiographyParams
 from cxr.training.params import TrainParams
 from tests.conftest import REPO, default_params, tiny_params, write_params
 
 
 def every_section(params: dict) -> dict:
     """The schema of every key of params.yaml, as the stages together read them."""
-    schemas = {"classes": Classes, "datasets": Names, "models": Names, "device": Device, "generate": GenerateParams,
-               "prepare": PrepareParams, "train": TrainParams, "evaluate": EvaluateParams}
-    schemas |= {f"dataset.{name}": DatasetParams for name in params["datasets"]}
+    schemas = {"classes": Classes, "datasets": Names, "models": Names, "device": Device, "workers": Workers,
+               "generate": GenerateParams, "generate_radiography": RadiographyParams, "index": IndexParams,
+               "prepare": PrepareParams, "train": TrainParams, "evaluate": EvaluateParams, "cross_tests": CrossTests}
+    schemas |= {f"source.{name}": SourceParams for name in params["source"]}
+    schemas |= {f"dataset.{name}": DatasetParams for name in params["dataset"]}
     schemas |= {f"model.{name}": ModelParams for name in params["models"]}
     return schemas
 
@@ -30,6 +32,8 @@ def test_repository_params_are_valid():
     values = load_params(every_section(params), REPO / "params.yaml")
     assert values["models"] == ["resnet18", "resnet34", "densenet161", "inception_v3"]
     assert {values[f"dataset.{name}"].view for name in values["datasets"]} == {"full", "lungs"}
+    # Both trained datasets are views of one source, so they share its split.
+    assert len({values[f"dataset.{name}"].source for name in values["datasets"]}) == 1
 
 
 def _error(tmp_path, params: dict, schemas: dict | None = None) -> str:
@@ -64,28 +68,32 @@ def test_inception_input_too_small(tmp_path):
     assert "model.inception_v3" in message and "too small for inception_v3" in message and "75" in message
 
 
-def test_class_folder_mapped_to_nothing(tmp_path):
+def test_class_map_to_unknown_class(tmp_path):
     params = default_params()
-    params["dataset"]["full"]["class_folders"]["Lung_Opacity"] = None
-    assert "dataset.full: class_folders: folder 'Lung_Opacity' is mapped to nothing" in _error(tmp_path, params)
+    params["source"]["synthetic"]["class_map"] = {"Normal": "Healthy"}
+    message = _error(tmp_path, params)
+    assert "source.synthetic: class_map: 'Normal' is mapped to 'Healthy', which is not in classes" in message
 
 
-def test_class_without_any_folder(tmp_path):
+def test_unknown_layout_and_bad_patient_pattern(tmp_path):
     params = default_params()
-    del params["dataset"]["lungs"]["class_folders"]["Pneumonia"]
-    assert "dataset.lungs: class_folders: no folder is mapped to class 'Pneumonia'" in _error(tmp_path, params)
+    params["source"]["synthetic"]["layout"] = "nih"
+    params["source"]["synthetic"]["patient_id_pattern"] = "p\\d+"
+    message = _error(tmp_path, params)
+    assert "source.synthetic.layout: Input should be 'auto', 'radiography'" in message
+    assert "source.synthetic.patient_id_pattern: needs a group" in message
 
 
-def test_folder_mapped_to_unknown_class(tmp_path):
+def test_cross_test_of_an_untrained_dataset(tmp_path):
     params = default_params()
-    params["dataset"]["full"]["class_folders"]["Normal"] = "Healthy"
-    assert "'Healthy', which is not in classes" in _error(tmp_path, params)
+    params["cross_tests"] = [{"trained_on": "radiography_full", "tested_on": "full"}]
+    assert "cross_tests.0: trained_on 'radiography_full' is not in datasets" in _error(tmp_path, params)
 
 
 def test_split_fractions_must_add_up(tmp_path):
     params = default_params()
-    params["prepare"]["split"] = {"train": 0.7, "val": 0.2, "test": 0.2}
-    assert "prepare.split: train + val + test = 1.1, must add up to 1" in _error(tmp_path, params)
+    params["index"]["split"] = {"train": 0.7, "val": 0.2, "test": 0.2}
+    assert "index.split: train + val + test = 1.1, must add up to 1" in _error(tmp_path, params)
 
 
 def test_misspelt_key_is_rejected(tmp_path):

@@ -71,13 +71,22 @@ def test_repro_builds_every_run_and_the_report(pipeline_repo):
         for model in params["models"]:
             assert (repo / "metrics" / "classify" / dataset / f"{model}.json").is_file()
             assert (repo / "models" / dataset / f"{model}.pt").is_file()
+    for test in params["cross_tests"]:
+        for model in params["models"]:
+            assert (repo / "metrics" / "cross" / f"{test['trained_on']}-on-{test['tested_on']}" / f"{model}.json").is_file()
     table = (repo / "reports" / "summary.md").read_text()
-    assert len([line for line in table.splitlines() if line.startswith(("| full", "| lungs"))]) == 8
+    lines = table.splitlines()
+    own = {f"| {d} | {m} |" for d in params["datasets"] for m in params["models"]}
+    cross = {f"| {t['trained_on']} | {t['tested_on']} | {m} |" for t in params["cross_tests"] for m in params["models"]}
+    assert sum(line.startswith(tuple(own)) for line in lines) == len(own) == 8
+    assert sum(line.startswith(tuple(cross)) for line in lines) == len(cross) == 8
     assert (repo / "reports" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert changed_stages(repo) == set()
     shown = json.loads(_dvc(repo, "metrics", "show", "--json"))
     metrics = shown[""]["data"]["metrics/classify/lungs/inception_v3.json"]["data"]
     assert 0 <= metrics["macro_f1"] <= 1
+    cross = shown[""]["data"]["metrics/cross/lungs-on-radiography_lungs/inception_v3.json"]["data"]
+    assert 0 <= cross["macro_f1"] <= 1
 
 
 def test_stages_write_exactly_their_declared_outputs(pipeline_repo):
@@ -114,8 +123,10 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
     repo = pipeline_repo
     _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=150))
     try:
-        assert changed_stages(repo) == {f"evaluate@{m}-{d}" for m in tiny_params()["models"]
-                                        for d in tiny_params()["datasets"]}
+        params = tiny_params()
+        assert changed_stages(repo) == ({f"evaluate@{m}-{d}" for m in params["models"] for d in params["datasets"]}
+                                        | {f"crosstest@{m}-test{i}" for m in params["models"]
+                                           for i in range(len(params["cross_tests"]))})
         _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
         # The report prints the level in its table, so it reads that one key too.
         assert "report" in changed_stages(repo)
@@ -145,7 +156,27 @@ def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     _dvc(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     moved = {name for name in lock_after if lock_after[name] != lock_before[name]}
-    allowed = {"train@resnet18-full", "train@resnet18-lungs", "evaluate@resnet18-full", "evaluate@resnet18-lungs", "report"}
+    allowed = {"train@resnet18-full", "train@resnet18-lungs", "evaluate@resnet18-full", "evaluate@resnet18-lungs",
+               "crosstest@resnet18-test0", "crosstest@resnet18-test1", "report"}
     assert {"train@resnet18-full", "train@resnet18-lungs"} <= moved <= allowed
     shown = json.loads(_dvc(repo, "exp", "show", "--json"))
     assert "0.002" in json.dumps(shown)
+
+
+def test_data_params_invalidate_only_their_source_or_view(pipeline_repo):
+    """A source's settings re-index that source only; a view's settings rebuild views, not indexes."""
+    repo = pipeline_repo
+    # An earlier test's experiment may have left its workspace changes: count only what each edit adds.
+    _run(repo, "git", "checkout", "params.yaml")
+    before = changed_stages(repo)
+    try:
+        _edit_params(repo, lambda p: p["source"]["radiography"].update(class_map={"Lung_Opacity": "Pneumonia"}))
+        assert changed_stages(repo) - before == {"index@radiography"}
+        _run(repo, "git", "checkout", "params.yaml")
+        _edit_params(repo, lambda p: p["dataset"]["radiography_lungs"].update(view="full"))
+        assert changed_stages(repo) - before == {"prepare@radiography_lungs"}
+        _run(repo, "git", "checkout", "params.yaml")
+        _edit_params(repo, lambda p: p["prepare"].update(lung_margin=0.1))
+        assert changed_stages(repo) - before == {f"prepare@{name}" for name in tiny_params()["dataset"]}
+    finally:
+        _run(repo, "git", "checkout", "params.yaml")

@@ -1,4 +1,5 @@
-"""prepare: bad files are skipped and reported, groups never cross splits, splits are stratified."""
+"""index and prepare: bad files are skipped and reported, groups never cross splits, splits are stratified,
+both views share the split."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxr.data import prepare
-from cxr.data.arrays import SplitArrays
+from cxr.data import index
 from cxr.data.params import SplitParams
 from cxr.data.views import lung_box, make_view
+from cxr.io.arrays import SplitArrays
 from cxr.io.images import read_grayscale
-from cxr.paths import SPLITS, data_report_file, manifest_file, split_file, view_file
+from cxr.paths import SPLITS, index_file, source_report_file, split_dir, view_file, view_report_file
 from tests.conftest import run_stage, tiny_params, write_params
 
 
@@ -28,10 +29,27 @@ def raw(tiny_raw: Path, workdir: Path) -> Path:
     return copy
 
 
-def _run(workdir: Path, dataset: str, **overrides) -> dict:
+def _index(workdir: Path, **overrides) -> dict:
+    """Indexes the synthetic source; returns its data report."""
     write_params(workdir, tiny_params(**overrides))
+    run_stage("index", "--source", "synthetic")
+    return json.loads(source_report_file("synthetic").read_text())
+
+
+def _view(workdir: Path, dataset: str, **overrides) -> dict:
+    """Indexes the synthetic source and builds one view of it; returns the view report."""
+    _index(workdir, **overrides)
     run_stage("prepare", "--dataset", dataset)
-    return json.loads(data_report_file(dataset).read_text())
+    return json.loads(view_report_file(dataset).read_text())
+
+
+def _rows() -> pd.DataFrame:
+    return pd.read_csv(index_file("synthetic"), keep_default_na=False).set_index("name")
+
+
+def _names(dataset: str) -> dict[str, str]:
+    """image name -> split, from the view's split arrays."""
+    return {str(name): split for split in SPLITS for name in SplitArrays.load(split_dir(dataset, split)).names}
 
 
 def _film(width: int, height: int) -> Image.Image:
@@ -51,29 +69,31 @@ def test_bad_files_are_skipped_and_reported(raw, workdir):
     (covid / "masks" / "corrupt_mask.png").write_bytes(b"garbage")
     Image.new("L", (96, 96), 0).save(covid / "images" / "black.png")
     Image.new("L", (96, 96), 255).save(covid / "masks" / "black.png")
-    report = _run(workdir, "lungs")
+    report = _index(workdir)
     reasons = {entry["file"]: entry["reason"] for entry in report["skipped"]}
     assert reasons == {
-        "COVID-19/empty.png": "unreadable image",
-        "COVID-19/corrupt.png": "unreadable image",
-        "COVID-19/notes.txt": "not an image file",
-        "COVID-19/no_mask.png": "no lung mask",
-        "COVID-19/wrong_mask.png": "mask shape differs from image",
-        "COVID-19/corrupt_mask.png": "unreadable mask",
-        "COVID-19/black.png": "constant image",
+        "COVID-19/images/empty.png": "unreadable image",
+        "COVID-19/images/corrupt.png": "unreadable image",
+        "COVID-19/images/notes.txt": "not an image file",
+        "COVID-19/images/black.png": "constant image",
     }
-    assert report["skipped_by_reason"]["unreadable image"] == 2
-    manifest = pd.read_csv(manifest_file("lungs"))
-    assert not set(reasons) & set(manifest["name"])
-    assert report["images_kept"] == len(manifest) > 0
-
-
-def test_full_view_keeps_images_without_masks(raw, workdir):
-    _film(80, 80).save(raw / "Normal" / "images" / "no_mask.png")
-    report = _run(workdir, "full")
-    assert report["images_skipped"] == 0 and report["images_without_mask"] == 1
-    manifest = pd.read_csv(manifest_file("full")).set_index("name")
-    assert not manifest.loc["Normal/no_mask.png", "has_mask"]
+    rows = _rows()
+    # Images whose mask is missing or unusable are kept in the index with the mask's status ...
+    assert rows.loc["COVID-19/images/no_mask.png", "mask_status"] == "missing"
+    assert rows.loc["COVID-19/images/wrong_mask.png", "mask_status"].startswith("shape differs: mask 50x70, image 96x96")
+    assert rows.loc["COVID-19/images/corrupt_mask.png", "mask_status"].startswith("unreadable")
+    # ... so the full view keeps them and the lungs view skips them, each counting what it did.
+    run_stage("prepare", "--dataset", "lungs")
+    lungs = json.loads(view_report_file("lungs").read_text())
+    assert {entry["file"] for entry in lungs["skipped"]} == {
+        "COVID-19/images/no_mask.png", "COVID-19/images/wrong_mask.png", "COVID-19/images/corrupt_mask.png"}
+    assert lungs["skipped_by_reason"] == {"missing": 1, "shape differs": 1, "unreadable": 1}
+    assert not set(reasons) & set(_names("lungs"))
+    assert lungs["images_kept"] == len(_names("lungs")) == report["images_kept"] - 3
+    run_stage("prepare", "--dataset", "full")
+    full = json.loads(view_report_file("full").read_text())
+    assert full["images_skipped"] == 0 and full["images_without_mask"] == 3
+    assert {"COVID-19/images/no_mask.png", "COVID-19/images/wrong_mask.png"} <= set(_names("full"))
 
 
 def test_masks_of_another_size_are_resized_to_their_image(raw, workdir):
@@ -83,26 +103,17 @@ def test_masks_of_another_size_are_resized_to_their_image(raw, workdir):
     small[40:200, 30:110] = 255
     small[40:200, 146:226] = 255
     Image.fromarray(small).save(raw / "Normal" / "masks" / "kaggle.png")
-    _film(120, 90).save(raw / "Normal" / "images" / "odd_mask.png")
-    Image.new("L", (50, 50), 255).save(raw / "Normal" / "masks" / "odd_mask.png")
+    report = _index(workdir)
+    assert _rows().loc["Normal/images/kaggle.png", "mask_status"] == "resized"
+    assert report["lung_masks"]["Normal"]["resized"] == 1
     for view in ("full", "lungs"):
-        report = _run(workdir, view)
-        notes = {entry["file"]: entry["note"] for entry in report["mask_notes"]}
-        assert notes["Normal/kaggle.png"] == "mask resized to its image: mask 256x256, image 299x299"
-        assert report["masks_resized"] == 1
-        manifest = pd.read_csv(manifest_file(view)).set_index("name")
-        assert manifest.loc["Normal/kaggle.png", "has_mask"]
-        names = [name for split in SPLITS for name in SplitArrays.load(split_file(view, split)).names]
-        assert "Normal/kaggle.png" in names
-    # A mask of another shape cannot be placed on its image: the full view keeps the image without it,
-    # the lungs view, which needs it, skips the image.
-    full = _run(workdir, "full")
-    notes = {entry["file"]: entry["note"] for entry in full["mask_notes"]}
-    assert notes["Normal/odd_mask.png"].startswith("mask shape differs from image: mask 50x50, image 120x90")
-    assert not pd.read_csv(manifest_file("full")).set_index("name").loc["Normal/odd_mask.png", "has_mask"]
-    lungs_skipped = {entry["file"]: entry["reason"] for entry in _run(workdir, "lungs")["skipped"]}
-    assert lungs_skipped == {"Normal/odd_mask.png": "mask shape differs from image"}
-    assert full["images_skipped"] == 0
+        run_stage("prepare", "--dataset", view)
+        assert json.loads(view_report_file(view).read_text())["masks_resized"] == 1
+        names = _names(view)
+        arrays = SplitArrays.load(split_dir(view, names["Normal/images/kaggle.png"]))
+        mask = arrays.masks[list(arrays.names).index("Normal/images/kaggle.png")]
+        # Two lungs, 160/256 of the height each, survive the resize to 299 px and the view's resampling.
+        assert 0.15 < mask.mean() < 0.7
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -119,26 +130,28 @@ def _png_header(width: int, height: int) -> bytes:
 
 def test_decompression_bomb_is_skipped_with_the_limit_named(raw, workdir):
     (raw / "COVID-19" / "images" / "bomb.png").write_bytes(_png_header(20000, 20000))
-    report = _run(workdir, "full")
+    report = _index(workdir)
     skipped = {entry["file"]: entry for entry in report["skipped"]}
-    assert skipped["COVID-19/bomb.png"]["reason"] == "unreadable image"
-    detail = skipped["COVID-19/bomb.png"]["detail"]
-    assert "too large: 20000x20000 px" in detail and "prepare.max_image_pixels" in detail
+    assert skipped["COVID-19/images/bomb.png"]["reason"] == "too large"
+    detail = skipped["COVID-19/images/bomb.png"]["detail"]
+    assert "too large: 20000x20000 px" in detail and "index.max_image_pixels" in detail
     # Under a limit that admits its size, the file is decoded and its missing pixel data found.
-    report = _run(workdir, "full", **{"prepare.max_image_pixels": 10**9})
-    assert {entry["file"]: entry["reason"] for entry in report["skipped"]} == {"COVID-19/bomb.png": "unreadable image"}
+    report = _index(workdir, **{"index.max_image_pixels": 10**9})
+    assert {entry["file"]: entry["reason"] for entry in report["skipped"]} == {"COVID-19/images/bomb.png": "unreadable image"}
 
 
 def test_groups_stay_in_one_split_and_classes_are_stratified(raw, workdir):
-    report = _run(workdir, "full")
-    manifest = pd.read_csv(manifest_file("full"))
-    assert manifest.groupby("group")["split"].nunique().max() == 1
-    assert manifest.dropna(subset=["patient_id"]).groupby("patient_id")["split"].nunique().max() == 1
+    report = _index(workdir)
+    rows = _rows().reset_index()
+    assert rows.groupby("group")["split"].nunique().max() == 1
+    with_patient = rows[rows["patient_id"] != ""]
+    assert len(with_patient) == len(rows) - sum(rows["name"].str.contains("/x"))
+    assert with_patient.groupby("patient_id")["split"].nunique().max() == 1
     # Every planted near-duplicate (x*.png) is found and lands with its source.
-    planted = manifest[manifest["name"].str.contains("/x")]
+    planted = rows[rows["name"].str.contains("/x")]
     assert len(planted) > 0
     for group in report["duplicate_groups"]:
-        assert len({manifest.set_index("name").loc[name, "split"] for name in group}) == 1
+        assert len({rows.set_index("name").loc[name, "split"] for name in group}) == 1
     duplicated = {name for group in report["duplicate_groups"] for name in group}
     assert set(planted["name"]) <= duplicated
     for split in SPLITS:
@@ -147,45 +160,65 @@ def test_groups_stay_in_one_split_and_classes_are_stratified(raw, workdir):
 
 
 def test_split_arrays_are_aligned_and_lungs_view_is_black_outside_the_mask(raw, workdir):
-    _run(workdir, "lungs")
+    _view(workdir, "lungs")
     total = 0
     for split in SPLITS:
-        arrays = SplitArrays.load(split_file("lungs", split))
+        arrays = SplitArrays.load(split_dir("lungs", split))
+        assert isinstance(arrays.images, np.memmap), "splits are memory-mapped, not read into memory"
         assert arrays.images.dtype == np.uint8 and arrays.images.shape[1:] == (48, 48)
         assert arrays.masks.shape == arrays.images.shape and arrays.masks.dtype == bool
         assert len(arrays.labels) == len(arrays.names) == len(arrays.images)
-        assert (arrays.images[~arrays.masks] == 0).all()
+        assert (arrays.images[~np.asarray(arrays.masks)] == 0).all()
         assert arrays.masks.any(axis=(1, 2)).all()
+        rows = _rows()
+        assert all(rows.loc[str(name), "split"] == split for name in arrays.names)
+        assert [classes_index(rows.loc[str(name), "label"]) for name in arrays.names] == arrays.labels.tolist()
         total += len(arrays)
-    assert total == len(pd.read_csv(manifest_file("lungs")))
+    assert total == (_rows()["status"] == "ok").sum()
     assert json.loads(view_file("lungs").read_text()) == {"view": "lungs", "image_size": 48, "lung_margin": 0.05}
+
+
+def classes_index(label: str) -> int:
+    return tiny_params()["classes"].index(label)
 
 
 def test_same_image_in_two_classes_is_dropped(raw, workdir):
     source = sorted((raw / "Normal" / "images").glob("p*.png"))[0]
     shutil.copy(source, raw / "Pneumonia" / "images" / "copy.png")
     shutil.copy(raw / "Normal" / "masks" / source.name, raw / "Pneumonia" / "masks" / "copy.png")
-    report = _run(workdir, "full")
+    report = _index(workdir)
     dropped = {entry["file"] for entry in report["skipped"] if entry["reason"] == "same image in several classes"}
-    assert dropped == {"Pneumonia/copy.png", f"Normal/{source.name}"}
+    assert dropped == {"Pneumonia/images/copy.png", f"Normal/images/{source.name}"}
 
 
-def test_class_without_usable_images_stops_with_a_clear_message(raw, workdir):
+def test_class_without_usable_images_is_reported_and_stops_training(raw, workdir):
     for path in (raw / "Pneumonia" / "images").iterdir():
         path.write_bytes(b"")
-    write_params(workdir, tiny_params())
-    with pytest.raises(SystemExit, match=r"no usable images of class \['Pneumonia'\]"):
-        run_stage("prepare", "--dataset", "full")
-    # The message points at the data report: it must exist and list every skipped file.
-    report = json.loads(data_report_file("full").read_text())
-    assert "no usable images" in report["error"]
-    assert {entry["file"] for entry in report["skipped"]} == {f"Pneumonia/{p.name}" for p in (raw / "Pneumonia" / "images").iterdir()}
+    report = _view(workdir, "full")
+    # An index may lack a class (Kermany has no COVID-19: an external test set), so it says so ...
+    assert all(counts["Pneumonia"] == 0 for counts in json.loads(source_report_file("synthetic").read_text())["counts"].values())
+    assert report["counts"]["train"]["Pneumonia"] == 0
+    # ... and training on it stops with the class named.
+    with pytest.raises(SystemExit, match=r"no images of \['Pneumonia'\]"):
+        run_stage("train", "--model", "resnet18", "--dataset", "full")
 
 
-def test_missing_class_folder_stops_before_reading(raw, workdir):
-    shutil.rmtree(raw / "Normal")
-    write_params(workdir, tiny_params())
-    with pytest.raises(SystemExit, match=r"names 'Normal' but .*Normal does not exist"):
+def test_missing_or_foreign_raw_source_stops_with_the_path_named(raw, workdir):
+    shutil.rmtree(raw)
+    with pytest.raises(SystemExit, match=r"source.synthetic.path: data/raw/synthetic does not exist"):
+        _index(workdir)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text("not a zip")
+    with pytest.raises(SystemExit, match=r"is a file but not a zip archive"):
+        _index(workdir)
+
+
+def test_a_view_refuses_raw_files_changed_since_indexing(raw, workdir):
+    """The view stage has only the index as its data dependency: the index's file hashes keep that honest."""
+    _index(workdir)
+    victim = sorted((raw / "Normal" / "images").glob("p*.png"))[0]
+    _film(96, 96).save(victim)
+    with pytest.raises(SystemExit, match=rf"Normal/images/{victim.name} changed since the source was indexed"):
         run_stage("prepare", "--dataset", "full")
 
 
@@ -194,12 +227,12 @@ def test_assign_splits_keeps_groups_whole_and_fractions_close():
     sizes = rng.integers(1, 4, size=600)
     groups = np.repeat(np.arange(600), sizes)
     labels = np.repeat(rng.integers(0, 3, size=600), sizes)
-    splits = prepare.assign_splits(groups, labels, SplitParams(train=0.7, val=0.15, test=0.15), seed=1)
+    splits = index.assign_splits(groups, labels, SplitParams(train=0.7, val=0.15, test=0.15), seed=1)
     assert all(len(set(splits[groups == g])) == 1 for g in range(600))
     for label in range(3):
         share = np.bincount(splits[labels == label], minlength=3) / (labels == label).sum()
         assert share == pytest.approx([0.7, 0.15, 0.15], abs=0.02)
-    assert np.array_equal(splits, prepare.assign_splits(groups, labels, SplitParams(train=0.7, val=0.15, test=0.15), seed=1))
+    assert np.array_equal(splits, index.assign_splits(groups, labels, SplitParams(train=0.7, val=0.15, test=0.15), seed=1))
 
 
 def test_lung_view_crop_keeps_mask_aligned():
@@ -221,12 +254,18 @@ def test_lung_view_crop_keeps_mask_aligned():
     assert (full[:4] == 0).all() and (full[-4:] == 0).all(), "black bands above and below the 100-px-high image"
 
 
-def test_prepare_output_bytes_depend_only_on_the_data(raw, workdir):
-    """Same input, same bytes: otherwise DVC would see new data and retrain every model."""
-    _run(workdir, "full")
-    first = {split: split_file("full", split).read_bytes() for split in SPLITS}
-    _run(workdir, "full")
-    assert all(split_file("full", split).read_bytes() == first[split] for split in SPLITS)
+def test_index_and_view_bytes_depend_only_on_the_data(raw, workdir, monkeypatch):
+    """Same input, same bytes, however many processes decode: otherwise DVC would retrain every model."""
+
+    def outputs() -> dict[str, bytes]:
+        files = [index_file("synthetic"), *sorted(Path("data/prepared/full").rglob("*.npy"))]
+        return {str(path): path.read_bytes() for path in files}
+
+    _view(workdir, "full")
+    first = outputs()
+    monkeypatch.setattr(index, "PARALLEL_FROM", 0)
+    _view(workdir, "full", workers=2)
+    assert outputs() == first
 
 
 def test_reads_16_bit_and_colour_images(tmp_path):
@@ -242,8 +281,32 @@ def test_reads_16_bit_and_colour_images(tmp_path):
 
 def test_full_and_lungs_views_share_their_splits(raw, workdir):
     """Both views of one raw dataset must test on the same images, or their comparison is meaningless."""
-    _run(workdir, "full")
-    _run(workdir, "lungs")
-    full = pd.read_csv(manifest_file("full")).set_index("name")["split"]
-    lungs = pd.read_csv(manifest_file("lungs")).set_index("name")["split"]
-    assert full.sort_index().equals(lungs.sort_index())
+    (raw / "Normal" / "masks" / sorted((raw / "Normal" / "masks").iterdir())[0].name).unlink()
+    _view(workdir, "full")
+    run_stage("prepare", "--dataset", "lungs")
+    full, lungs = _names("full"), _names("lungs")
+    assert len(lungs) == len(full) - 1, "the lungs view skips the image without a mask, and only it"
+    assert all(full[name] == split for name, split in lungs.items())
+
+
+def test_a_zip_indexes_as_its_folder_does_serially_and_in_parallel(raw, workdir, monkeypatch):
+    """Switching a source from its folder to its zip changes nothing downstream; and forked decoding
+    workers must not share the parent's archive handle (its file offset is shared)."""
+    import zipfile
+
+    _index(workdir)
+    from_folder = index_file("synthetic").read_bytes()
+    archive = workdir / "data" / "raw" / "synthetic.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(raw.rglob("*.png")):
+            handle.write(path, f"synthetic/{path.relative_to(raw).as_posix()}")
+    shutil.rmtree(raw)
+    _index(workdir, **{"source.synthetic.path": "data/raw/synthetic.zip"})
+    serial = index_file("synthetic").read_bytes()
+    assert serial == from_folder
+    monkeypatch.setattr(index, "PARALLEL_FROM", 0)
+    report = _index(workdir, **{"source.synthetic.path": "data/raw/synthetic.zip", "workers": 2})
+    assert index_file("synthetic").read_bytes() == serial
+    assert report["kind"] == "zip" and report["images_skipped"] == 0 and report["root"] == "synthetic/"
+    run_stage("prepare", "--dataset", "lungs")
+    assert len(_names("lungs")) == report["images_kept"]

@@ -1,5 +1,5 @@
 """The committed results reproduce: on a fresh clone with the pinned environment (requirements.lock),
-`generate` and both `prepare` stages write exactly the outputs whose hashes the committed dvc.lock records.
+the data stages (generate, index, prepare) write exactly the outputs whose hashes the committed dvc.lock records.
 
 This catches drift (a dependency whose new release draws other pixels, a code change without a new
 default run) in CI, when it happens, instead of on a user's machine.
@@ -12,7 +12,8 @@ import yaml
 from tests.conftest import REPO
 from tests.test_pipeline import _dvc, _run, copy_pipeline
 
-STAGES = ["generate", "prepare@full", "prepare@lungs"]
+STAGES = ["generate", "generate_radiography", "index@synthetic", "index@radiography", "prepare@full", "prepare@lungs",
+          "prepare@radiography_full", "prepare@radiography_lungs"]
 
 
 def _outs(lock: dict, stage: str) -> list[dict]:

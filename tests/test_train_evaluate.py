@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cxr.data.arrays import SplitArrays
-from cxr.paths import evaluation_dir, metrics_file, model_file, split_file, train_log_dir
+from cxr.io.arrays import SplitArrays
+from cxr.paths import evaluation_dir, metrics_file, model_file, split_dir, train_log_dir
 from tests.conftest import run_stage, tiny_params, write_params
 
 
@@ -20,6 +20,7 @@ from tests.conftest import run_stage, tiny_params, write_params
 def prepared(tiny_raw: Path, workdir: Path) -> Path:
     shutil.copytree(tiny_raw, workdir / "data" / "raw" / "synthetic")
     write_params(workdir, tiny_params(**{"train.epochs": 2}))
+    run_stage("index", "--source", "synthetic")
     run_stage("prepare", "--dataset", "full")
     return workdir
 
@@ -58,7 +59,7 @@ def test_evaluate_writes_metrics_predictions_and_plots(prepared):
     run_stage("train", "--model", "inception_v3", "--dataset", "full")
     run_stage("evaluate", "--model", "inception_v3", "--dataset", "full")
     metrics = json.loads(metrics_file("full", "inception_v3").read_text())
-    test = SplitArrays.load(split_file("full", "test"))
+    test = SplitArrays.load(split_dir("full", "test"))
     assert metrics["n_test"] == len(test)
     assert 0 <= metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"] <= 1
     out = evaluation_dir("full", "inception_v3")
@@ -80,7 +81,7 @@ def test_timm_model_trains_and_evaluates(prepared):
     meta = torch.load(model_file("full", "convnext"), weights_only=True)["meta"]
     assert meta["arch"] == "timm/convnext_atto" and meta["model"] == "convnext" and meta["image_size"] == 32
     metrics = json.loads(metrics_file("full", "convnext").read_text())
-    assert metrics["n_test"] == len(SplitArrays.load(split_file("full", "test")))
+    assert metrics["n_test"] == len(SplitArrays.load(split_dir("full", "test")))
     assert 0 <= metrics["accuracy"] <= 1
 
 
@@ -126,7 +127,26 @@ def test_evaluate_refuses_a_checkpoint_made_for_another_arch_dataset_or_preproce
 def test_evaluate_refuses_a_model_trained_on_other_classes(prepared):
     run_stage("train", "--model", "resnet18", "--dataset", "full")
     write_params(prepared, tiny_params(**{"classes": ["COVID-19", "Pneumonia", "Healthy"],
-                                          "dataset.full.class_folders.Normal": "Healthy",
-                                          "dataset.lungs.class_folders.Normal": "Healthy"}))
+                                          "source.synthetic.class_map": {"Normal": "Healthy"}}))
     message = evaluate_refused()
     assert "classes = ['COVID-19', 'Pneumonia', 'Normal']" in message and "['COVID-19', 'Pneumonia', 'Healthy']" in message
+
+
+def test_cross_dataset_test_scores_a_model_on_another_sources_test_split(prepared):
+    """The model trained on `full` tested on a second hospital's zip in the Radiography Database layout."""
+    run_stage("generate", "--radiography")
+    run_stage("index", "--source", "radiography")
+    run_stage("prepare", "--dataset", "radiography_full")
+    run_stage("train", "--model", "resnet18", "--dataset", "full")
+    run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "radiography_full")
+    metrics = json.loads(metrics_file("full", "resnet18", "radiography_full").read_text())
+    test = SplitArrays.load(split_dir("radiography_full", "test"))
+    assert metrics["n_test"] == len(test) > 0
+    predictions = pd.read_csv(evaluation_dir("full", "resnet18", "radiography_full") / "predictions.csv")
+    assert list(predictions["name"]) == list(test.names)
+    assert all(name.startswith("COVID-19_Radiography_Dataset/") for name in predictions["name"])
+    assert not metrics_file("full", "resnet18").exists(), "the model's own test metrics are evaluate's, not touched here"
+    # A lungs-view dataset was made otherwise: the full-view model must not be scored on it.
+    run_stage("prepare", "--dataset", "radiography_lungs")
+    with pytest.raises(SystemExit, match="preprocessing"):
+        run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "radiography_lungs")

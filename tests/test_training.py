@@ -15,8 +15,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import cxr.training.loop as loop
-from cxr.data.arrays import SplitArrays
 from cxr.data.views import make_view
+from cxr.io.arrays import SplitArrays
 from cxr.models.checkpoints import load_checkpoint
 from cxr.models.inference import model_input, predict_probabilities, split_dataset
 from cxr.models.params import ModelParams

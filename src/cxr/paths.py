@@ -10,16 +10,32 @@ from pathlib import Path
 SPLITS = ("train", "val", "test")
 
 
+def index_dir(source: str) -> Path:
+    return Path("data/index") / source
+
+
+def index_file(source: str) -> Path:
+    """One row per image of the source: class, status, hashes, groups, split, mask (see cxr.data.index)."""
+    return index_dir(source) / "index.csv"
+
+
+def source_file(source: str) -> Path:
+    """Where the indexed source lies and its layout, so the views read the same files."""
+    return index_dir(source) / "source.json"
+
+
+def source_report_file(source: str) -> Path:
+    """The data report of a source: what `cxr inspect --json` prints."""
+    return Path("reports/data/sources") / f"{source}.json"
+
+
 def prepared_dir(dataset: str) -> Path:
     return Path("data/prepared") / dataset
 
 
-def split_file(dataset: str, split: str) -> Path:
-    return prepared_dir(dataset) / f"{split}.npz"
-
-
-def manifest_file(dataset: str) -> Path:
-    return prepared_dir(dataset) / "manifest.csv"
+def split_dir(dataset: str, split: str) -> Path:
+    """images.npy, masks.npy, labels.npy, names.npy: memory-mappable arrays of one split."""
+    return prepared_dir(dataset) / split
 
 
 def view_file(dataset: str) -> Path:
@@ -27,8 +43,9 @@ def view_file(dataset: str) -> Path:
     return prepared_dir(dataset) / "view.json"
 
 
-def data_report_file(dataset: str) -> Path:
-    return Path("reports/data") / f"{dataset}.json"
+def view_report_file(dataset: str) -> Path:
+    """Images per split and class in the view, and those the view had to skip."""
+    return Path("reports/data/views") / f"{dataset}.json"
 
 
 def model_file(dataset: str, model: str) -> Path:
@@ -48,25 +65,30 @@ def train_curves_dir(dataset: str, model: str) -> Path:
     return train_log_dir(dataset, model) / "plots" / "metrics"
 
 
-def metrics_file(dataset: str, model: str) -> Path:
-    return Path("metrics/classify") / dataset / f"{model}.json"
+def metrics_file(dataset: str, model: str, tested_on: str | None = None) -> Path:
+    """Test-split metrics of the model trained on `dataset`: on its own test split, or on `tested_on`'s."""
+    if tested_on is None or tested_on == dataset:
+        return Path("metrics/classify") / dataset / f"{model}.json"
+    return Path("metrics/cross") / f"{dataset}-on-{tested_on}" / f"{model}.json"
 
 
-def evaluation_dir(dataset: str, model: str) -> Path:
-    return Path("reports/evaluate") / dataset / model
+def evaluation_dir(dataset: str, model: str, tested_on: str | None = None) -> Path:
+    if tested_on is None or tested_on == dataset:
+        return Path("reports/evaluate") / dataset / model
+    return Path("reports/cross") / f"{dataset}-on-{tested_on}" / model
 
 
-def predictions_file(dataset: str, model: str) -> Path:
-    return evaluation_dir(dataset, model) / "predictions.csv"
+def predictions_file(dataset: str, model: str, tested_on: str | None = None) -> Path:
+    return evaluation_dir(dataset, model, tested_on) / "predictions.csv"
 
 
-def confusion_file(dataset: str, model: str) -> Path:
-    return evaluation_dir(dataset, model) / "confusion.json"
+def confusion_file(dataset: str, model: str, tested_on: str | None = None) -> Path:
+    return evaluation_dir(dataset, model, tested_on) / "confusion.json"
 
 
-def roc_dir(dataset: str, model: str) -> Path:
+def roc_dir(dataset: str, model: str, tested_on: str | None = None) -> Path:
     """One JSON of one-vs-rest ROC points per class."""
-    return evaluation_dir(dataset, model) / "roc"
+    return evaluation_dir(dataset, model, tested_on) / "roc"
 
 
 SUMMARY_FILE = Path("reports/summary.md")

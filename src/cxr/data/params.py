@@ -1,4 +1,4 @@
-"""Schemas of the `dataset.<name>` and `prepare` sections of params.yaml."""
+"""Schemas of the `source.<name>`, `index`, `dataset.<name>` and `prepare` sections of params.yaml."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cxr.params import Section, Seed
 
+Layout = Literal["auto", "radiography", "covid-qu-ex", "kermany", "study", "study-segmented", "class-folders"]
 
-class DatasetParams(Section):
-    raw_dir: str
-    view: Literal["full", "lungs"]
-    class_folders: dict[str, str | None]
-    patient_id_pattern: str | None = None
+
+class SourceParams(Section):
+    """One downloaded collection, as it came (folder or zip)."""
+
+    path: str
+    layout: Layout = "auto"
+    # Raw class (folder) name -> class, or null to drop it; merged over cxr.data.layouts.DEFAULT_CLASS_MAP.
+    class_map: dict[str, str | None] = Field(default_factory=dict)
+    # Regex on the file name whose group 1 is the patient id; "layout": the layout's default; null: unknown.
+    patient_id_pattern: str | None = "layout"
+    # Keep the source's own train/val/test folders (COVID-QU-Ex, Kermany) instead of our grouped split.
+    own_split: bool = False
 
     @field_validator("patient_id_pattern")
     @classmethod
     def _one_group(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
+        if pattern is not None and pattern != "layout":
             try:
                 groups = re.compile(pattern).groups
             except re.error as err:
@@ -30,18 +38,12 @@ class DatasetParams(Section):
         return pattern
 
     @model_validator(mode="after")
-    def _folders_match_classes(self, info: ValidationInfo) -> DatasetParams:
+    def _maps_to_classes(self, info: ValidationInfo) -> SourceParams:
         classes = (info.context or {}).get("classes")
-        if classes is None:
-            return self
-        for folder, label in self.class_folders.items():
-            if not label:
-                raise ValueError(f"class_folders: folder {folder!r} is mapped to nothing; map it to one of {classes} or remove it")
-            if label not in classes:
-                raise ValueError(f"class_folders: folder {folder!r} is mapped to {label!r}, which is not in classes {classes}")
-        for label in classes:
-            if label not in self.class_folders.values():
-                raise ValueError(f"class_folders: no folder is mapped to class {label!r}")
+        for folder, label in self.class_map.items():
+            if classes is not None and label is not None and label not in classes:
+                raise ValueError(f"class_map: {folder!r} is mapped to {label!r}, which is not in classes {classes}; "
+                                 f"use one of them, or null to drop the folder")
         return self
 
 
@@ -58,10 +60,20 @@ class SplitParams(Section):
         return self
 
 
-class PrepareParams(Section):
+class IndexParams(Section):
     seed: Seed  # orders the groups before they are dealt into splits
-    image_size: int = Field(ge=32)
-    lung_margin: float = Field(ge=0, le=1)
     split: SplitParams
     near_duplicate_distance: int = Field(ge=0, le=256)
     max_image_pixels: int = Field(ge=64 * 64)  # larger images are skipped: decompression bombs, not X-rays
+
+
+class DatasetParams(Section):
+    """One dataset a model trains or is tested on: a view of an indexed source."""
+
+    source: str
+    view: Literal["full", "lungs"]
+
+
+class PrepareParams(Section):
+    image_size: int = Field(ge=32)
+    lung_margin: float = Field(ge=0, le=1)

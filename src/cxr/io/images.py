@@ -1,49 +1,83 @@
-"""X-ray and lung-mask files as 8-bit grayscale pixels, and the perceptual hash that finds near-duplicates."""
+"""X-ray and lung-mask files as 8-bit grayscale pixels, and the perceptual hash that finds near-duplicates.
+
+Every raw file goes through `decode_image`, from bytes, so a folder and a zip archive read alike:
+PNG (8 and 16 bit), JPEG/JFIF, BMP, TIFF in any colour mode, and DICOM (see cxr.io.dicom).
+"""
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
 class UnreadableImage(ValueError):
     """The file is empty, corrupt, too large or not an image; the message says which."""
 
 
-def read_grayscale(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """8-bit grayscale pixels of an image file, whatever its bit depth or colour mode.
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray  # uint8 (H, W)
+    format: str  # PNG, JPEG, BMP, TIFF, DICOM
+    mode: str  # the file's colour mode: L, I;16, RGB, RGBA, P, MONOCHROME1, ...
+    bits: int  # bits per sample in the file
+
+
+def is_dicom(name: str, data: bytes) -> bool:
+    # DICOM Part 10 files carry "DICM" after a 128-byte preamble, whatever their name.
+    return Path(name).suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM"
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> DecodedImage:
+    """The 8-bit grayscale pixels of one image file's bytes, and what the file was.
 
     `max_pixels` refuses images larger than that before decoding them: a small compressed file can
     claim billions of pixels (a decompression bomb) and exhaust memory.
     """
-    if path.stat().st_size == 0:
+    if not data:
         raise UnreadableImage("empty file")
+    if is_dicom(name, data):
+        from cxr.io.dicom import decode_dicom
+
+        decoded = decode_dicom(data, max_pixels)
+    else:
+        decoded = _decode_pil(data, max_pixels)
+    if min(decoded.pixels.shape) < 8:
+        raise UnreadableImage(f"too small ({decoded.pixels.shape[1]}x{decoded.pixels.shape[0]} px)")
+    return decoded
+
+
+def _decode_pil(data: bytes, max_pixels: int | None) -> DecodedImage:
     try:
         with warnings.catch_warnings(), _pil_pixel_limit(max_pixels):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if max_pixels is not None and image.width * image.height > max_pixels:
-                    raise UnreadableImage(f"too large: {image.width}x{image.height} px is more than "
-                                          f"prepare.max_image_pixels ({max_pixels}); raise it if this is a real X-ray")
+            with Image.open(io.BytesIO(data)) as image:
+                check_size(image.width, image.height, max_pixels)
                 image.load()
-                pixels = _to_uint8(image)
+                bits = {"1": 1, "I": 32, "F": 32}.get(image.mode, 16 if image.mode.startswith("I;16") else 8)
+                return DecodedImage(to_uint8(image), image.format or "?", image.mode, bits)
     except Image.DecompressionBombError as err:
         raise UnreadableImage(f"too large: {err}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, UnreadableImage):
-            raise
+    except UnreadableImage:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnreadableImage(f"corrupt or not an image ({type(err).__name__}: {err})") from None
-    if min(pixels.shape) < 8:
-        raise UnreadableImage(f"too small ({pixels.shape[1]}x{pixels.shape[0]} px)")
-    return pixels
+
+
+def check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise UnreadableImage(f"too large: {width}x{height} px is more than index.max_image_pixels ({max_pixels}); "
+                              f"raise it if this is a real X-ray")
 
 
 @contextmanager
@@ -59,21 +93,47 @@ def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def _to_uint8(image: Image.Image) -> np.ndarray:
+def stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """16-bit and float X-rays to 8 bits: percentiles, so a few burned-in or dead pixels do not squash the range."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    low, high = np.percentile(pixels, [0.5, 99.5])
+    scaled = np.clip((pixels - low) / (high - low), 0, 1) * 255 if high > low else np.zeros_like(pixels)
+    return np.round(scaled).astype(np.uint8)
+
+
+def to_uint8(image: Image.Image) -> np.ndarray:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # 16-bit and float X-rays: stretch to 8 bits instead of letting PIL clip at 255; percentiles,
-        # so a few burned-in or dead pixels do not squash the whole range.
-        pixels = np.asarray(image, dtype=np.float64)
-        low, high = np.percentile(pixels, [0.5, 99.5])
-        scaled = np.clip((pixels - low) / (high - low), 0, 1) * 255 if high > low else np.zeros_like(pixels)
-        return np.round(scaled).astype(np.uint8)
+        # Instead of letting PIL clip at 255.
+        return stretch_to_uint8(np.asarray(image))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels are outside the film: black, not whatever colour they happen to hold.
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def read_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """A lung mask file as booleans: above half its maximum, so JPEG ringing around 0/255 masks is not lung."""
-    pixels = read_grayscale(path, max_pixels)
+def read_grayscale(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """8-bit grayscale pixels of an image file, whatever its format, bit depth or colour mode."""
+    return decode_image(Path(path).read_bytes(), Path(path).name, max_pixels).pixels
+
+
+def mask_from_pixels(pixels: np.ndarray) -> np.ndarray:
+    """A lung mask as booleans: above half its maximum, so 0/1, 0/255 and JPEG-ringing masks all read alike."""
     return pixels > pixels.max() / 2 if pixels.max() > 0 else np.zeros(pixels.shape, dtype=bool)
+
+
+def nonblack_mask(pixels: np.ndarray, threshold: int = 8) -> np.ndarray:
+    """The lung mask of an already lung-segmented image: its non-black region, small specks and holes removed."""
+    from scipy import ndimage
+
+    region = ndimage.binary_opening(pixels > threshold, iterations=2)
+    labels, count = ndimage.label(region)
+    if count == 0:
+        return region
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1  # specks of noise are not lungs
+    return ndimage.binary_fill_holes(np.isin(labels, keep))
 
 
 def difference_hash(image: np.ndarray) -> np.ndarray:

@@ -50,10 +50,13 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support
 
     class_ids = list(range(len(classes)))
+    # Macro figures average over the classes the test split has: an external test set without COVID-19
+    # (Kermany) must not score a zero for a class it cannot contain.
+    present = [index for index in class_ids if (labels == index).any()]
     predictions = probabilities.argmax(axis=1)
 
     def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
-        return f1_score(y, p, labels=class_ids, average="macro", zero_division=0)
+        return f1_score(y, p, labels=present, average="macro", zero_division=0)
 
     def accuracy(y: np.ndarray, p: np.ndarray) -> float:
         return accuracy_score(y, p)
@@ -72,17 +75,18 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
         "macro_f1": float(macro_f1(labels, predictions)),
         "macro_f1_ci_low": f1_low,
         "macro_f1_ci_high": f1_high,
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
+        "macro_precision": float(precision[present].mean()),
+        "macro_recall": float(recall[present].mean()),
         "roc_auc_macro": float(np.mean(present_auc)) if present_auc else None,
         "ece": expected_calibration_error(labels, probabilities, calibration_bins),
         "log_loss": float(log_loss(labels, probabilities, labels=class_ids)),
     }
     for index, name in enumerate(classes):
         key = slug(name)
+        # A class the split lacks has no recall or F1 (None); its precision still says how often it was wrongly chosen.
         metrics[f"precision_{key}"] = float(precision[index])
-        metrics[f"recall_{key}"] = float(recall[index])
-        metrics[f"f1_{key}"] = float(f1[index])
+        metrics[f"recall_{key}"] = float(recall[index]) if index in present else None
+        metrics[f"f1_{key}"] = float(f1[index]) if index in present else None
         metrics[f"roc_auc_{key}"] = auc[index]
     return metrics
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
-from cxr.data.arrays import SplitArrays
+from cxr.io.arrays import SplitArrays
 
 
 def model_input(images: torch.Tensor, image_size: int, mean: Sequence[float], std: Sequence[float],
@@ -32,9 +32,24 @@ def model_input(images: torch.Tensor, image_size: int, mean: Sequence[float], st
     return (pixels - mean_t) / std_t
 
 
-def split_dataset(split: SplitArrays) -> TensorDataset:
-    """(uint8 image (1, H, W), label) pairs; conversion to model input happens per batch."""
-    return TensorDataset(torch.from_numpy(split.images).unsqueeze(1), torch.from_numpy(split.labels))
+class SplitDataset(Dataset):
+    """(uint8 image (1, H, W), label) pairs read from the split's memory-mapped arrays as batches need them.
+
+    Conversion to model input happens per batch, on the model's device.
+    """
+
+    def __init__(self, split: SplitArrays):
+        self.images, self.labels = split.images, split.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(np.array(self.images[index]))[None], torch.tensor(self.labels[index])
+
+
+def split_dataset(split: SplitArrays) -> SplitDataset:
+    return SplitDataset(split)
 
 
 @torch.no_grad()

@@ -45,6 +45,16 @@ Classes = Annotated[list[str], Field(min_length=2), AfterValidator(_unique)]
 Names = Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
 Device = Annotated[str, AfterValidator(_known_device)]
 Seed = Annotated[int, Field(ge=0)]
+Workers = Annotated[int, Field(ge=0)]  # decoding processes; 0: one per CPU core
+
+
+def worker_count(workers: int) -> int:
+    import os
+
+    if workers:
+        return workers
+    # The cores this process may use (a container or CI runner often allows fewer than the machine has).
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def read_params_file(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
@@ -116,13 +126,17 @@ def _describe(key: str, err: ValidationError) -> list[str]:
 
 
 def stage_arguments(description: str | None, argv: list[str] | None = None, *, model: bool = False,
-                    dataset: bool = False) -> argparse.Namespace:
-    """A stage's command line: `--model` and `--dataset` name entries of params.yaml."""
+                    dataset: bool = False, source: bool = False, tested_on: bool = False) -> argparse.Namespace:
+    """A stage's command line: `--model`, `--dataset`, `--source` and `--tested-on` name entries of params.yaml."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if source:
+        parser.add_argument("--source", required=True, help="a name with a `source.<name>` entry in params.yaml")
     if model:
         parser.add_argument("--model", required=True, help="a name with a `model.<name>` entry in params.yaml")
     if dataset:
         parser.add_argument("--dataset", required=True, help="a name with a `dataset.<name>` entry in params.yaml")
+    if tested_on:
+        parser.add_argument("--tested-on", help="evaluate on this dataset's test split instead (cross-dataset test)")
     return parser.parse_args(argv)
 
 

@@ -16,10 +16,10 @@ class MissingMetrics(FileNotFoundError):
     """An evaluation the report needs has not run."""
 
 
-def load_metrics(dataset: str, model: str) -> dict:
-    path = metrics_file(dataset, model)
+def load_metrics(dataset: str, model: str, tested_on: str | None = None) -> dict:
+    path = metrics_file(dataset, model, tested_on)
     if not path.exists():
-        raise MissingMetrics(f"{path} not found: evaluate {model} on {dataset} first (`dvc repro`)")
+        raise MissingMetrics(f"{path} not found: evaluate {model}/{dataset} on {tested_on or dataset} first (`dvc repro`)")
     return json.loads(path.read_text())
 
 
@@ -38,6 +38,22 @@ def summary_table(runs: list[tuple[str, str, dict]], level: str) -> str:
             f"| {m['accuracy']:.3f} [{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] "
             f"| {m['macro_f1']:.3f} [{m['macro_f1_ci_low']:.3f}, {m['macro_f1_ci_high']:.3f}] "
             f"| {_number(m['roc_auc_macro'])} | {m['ece']:.3f} | {m['n_test']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cross_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> str:
+    """Models tested on another dataset's test split, beside their score on their own."""
+    lines = [
+        "| Trained on | Tested on | Model | Accuracy [{0} CI] | Macro-F1 [{0} CI] | ROC-AUC (macro) | Macro-F1 change | Test images |".format(level),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for trained_on, tested_on, model, m, own in runs:
+        lines.append(
+            f"| {trained_on} | {tested_on} | {model} "
+            f"| {m['accuracy']:.3f} [{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] "
+            f"| {m['macro_f1']:.3f} [{m['macro_f1_ci_low']:.3f}, {m['macro_f1_ci_high']:.3f}] "
+            f"| {_number(m['roc_auc_macro'])} | {m['macro_f1'] - own['macro_f1']:+.3f} | {m['n_test']} |"
         )
     return "\n".join(lines) + "\n"
 

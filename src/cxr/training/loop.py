@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from cxr.data.arrays import SplitArrays, intensity_stats
+from cxr.io.arrays import SplitArrays, intensity_stats
 from cxr.io.files import atomic_dir
 from cxr.metrics.classification import validation_scores
 from cxr.models.checkpoints import save_checkpoint

@@ -1,0 +1,87 @@
+"""Prepared split arrays (`<split>/images.npy`, `masks.npy`, `labels.npy`, `names.npy`): written by prepare,
+read by training and evaluation.
+
+Plain .npy files, memory-mapped when loaded: training and evaluation read the batches they need and
+never hold a second copy of a split, so a split larger than memory still trains. np.save stamps no
+time, so the same arrays give the same bytes (and DVC the same hash, retraining nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cxr.io.files import atomic_dir
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split of a prepared dataset: images and lung masks stay index-aligned with labels and names."""
+
+    images: np.ndarray  # uint8 (N, H, W)
+    masks: np.ndarray  # bool (N, H, W); all False where the raw dataset had no mask
+    labels: np.ndarray  # int64 (N,), index into params.classes
+    names: np.ndarray  # str (N,), the image's path in its raw source
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def save(self, folder: Path) -> None:
+        with SplitWriter(folder, len(self), self.images.shape[1:]) as writer:
+            for index in range(len(self)):
+                writer.put(index, self.images[index], self.masks[index])
+            writer.finish(self.labels, self.names)
+
+    @classmethod
+    def load(cls, folder: Path) -> SplitArrays:
+        if not (folder / "labels.npy").exists():
+            raise FileNotFoundError(f"{folder} not found: run `dvc repro` to prepare the data first")
+
+        def array(name: str, mmap: bool) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+
+        return cls(array("images", True), array("masks", True), array("labels", False).astype(np.int64),
+                   array("names", False))
+
+
+class SplitWriter:
+    """Fills a split's arrays on disk image by image, so preparing never holds a whole split in memory."""
+
+    def __init__(self, folder: Path, count: int, shape: tuple[int, ...]):
+        self.folder, self.count, self.shape = folder, count, tuple(shape)
+
+    def __enter__(self) -> SplitWriter:
+        self._context = atomic_dir(self.folder)
+        self._tmp = self._context.__enter__()
+        shape = (self.count, *self.shape)
+        self.images = np.lib.format.open_memmap(self._tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        self.masks = np.lib.format.open_memmap(self._tmp / "masks.npy", mode="w+", dtype=np.bool_, shape=shape)
+        return self
+
+    def put(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
+        self.images[index] = image
+        self.masks[index] = mask
+
+    def finish(self, labels: np.ndarray, names: np.ndarray) -> None:
+        np.save(self._tmp / "labels.npy", np.asarray(labels, dtype=np.int64), allow_pickle=False)
+        np.save(self._tmp / "names.npy", np.asarray(names, dtype=str), allow_pickle=False)
+
+    def __exit__(self, *exc: object) -> bool | None:
+        for array in (self.images, self.masks):
+            array.flush()
+        del self.images, self.masks
+        return self._context.__exit__(*exc)
+
+
+def intensity_stats(images: np.ndarray, chunk: int = 256) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Per-channel mean and std of [0, 1] pixels, for models trained from scratch on this data."""
+    # A pixel histogram, a chunk of images at a time: no float (or int64) copy of a split that may be many GB.
+    counts = np.zeros(256, dtype=np.float64)
+    for start in range(0, len(images), chunk):
+        counts += np.bincount(np.asarray(images[start:start + chunk]).ravel(), minlength=256)
+    levels = np.arange(256) / 255.0
+    mean = float((counts * levels).sum() / counts.sum())
+    std = float(np.sqrt((counts * (levels - mean) ** 2).sum() / counts.sum())) or 1.0
+    return (mean, mean, mean), (std, std, std)

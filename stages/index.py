@@ -1,0 +1,32 @@
+"""Index one raw source: read every file once, validate, hash, group duplicates and patients, split.
+
+    python stages/index.py --source synthetic
+
+Writes data/index/<source>/ (index.csv, source.json), which both views and `cxr inspect` read, and
+the data report reports/data/sources/<source>.json: what `cxr inspect --json` prints for the source.
+"""
+
+from __future__ import annotations
+
+from cxr.data.index import SourceIndexError, build_index, write_index
+from cxr.data.params import IndexParams, SourceParams
+from cxr.data.report import summary_lines
+from cxr.params import Classes, Workers, stage_arguments, stage_params, worker_count
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arguments(__doc__, argv, source=True)
+    source_key = f"source.{args.source}"
+    params = stage_params({"classes": Classes, "workers": Workers, source_key: SourceParams, "index": IndexParams})
+
+    try:
+        built = build_index(args.source, params[source_key], params["index"], params["classes"],
+                            worker_count(params["workers"]))
+    except SourceIndexError as err:
+        raise SystemExit(f"error: {err}") from None
+    write_index(args.source, built)
+    print("\n".join(summary_lines(built.report)))
+
+
+if __name__ == "__main__":
+    main()

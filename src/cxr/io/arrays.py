@@ -47,7 +47,8 @@ class SplitArrays:
 
 
 class SplitWriter:
-    """Fills a split's arrays on disk image by image, so preparing never holds a whole split in memory."""
+    """Appends a split's images and masks to their .npy files in order, so preparing never holds a whole
+    split in memory (written, not memory-mapped: mapped pages would count as the writer's memory)."""
 
     def __init__(self, folder: Path, count: int, shape: tuple[int, ...]):
         self.folder, self.count, self.shape = folder, count, tuple(shape)
@@ -55,23 +56,33 @@ class SplitWriter:
     def __enter__(self) -> SplitWriter:
         self._context = atomic_dir(self.folder)
         self._tmp = self._context.__enter__()
-        shape = (self.count, *self.shape)
-        self.images = np.lib.format.open_memmap(self._tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
-        self.masks = np.lib.format.open_memmap(self._tmp / "masks.npy", mode="w+", dtype=np.bool_, shape=shape)
+        self._written = 0
+        self._files = {}
+        for name, dtype in (("images", np.uint8), ("masks", np.bool_)):
+            handle = (self._tmp / f"{name}.npy").open("wb")
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                      "shape": (self.count, *self.shape)}
+            np.lib.format.write_array_header_1_0(handle, header)  # the header np.save writes
+            self._files[name] = (handle, dtype)
         return self
 
     def put(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
-        self.images[index] = image
-        self.masks[index] = mask
+        if index != self._written or image.shape != self.shape or mask.shape != self.shape:
+            raise ValueError(f"split arrays are written in order at {self.shape}: got #{index} at {image.shape}")
+        for name, array in (("images", image), ("masks", mask)):
+            handle, dtype = self._files[name]
+            handle.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
+        self._written += 1
 
     def finish(self, labels: np.ndarray, names: np.ndarray) -> None:
+        if self._written != self.count:
+            raise ValueError(f"{self.folder}: {self._written} of {self.count} images written")
         np.save(self._tmp / "labels.npy", np.asarray(labels, dtype=np.int64), allow_pickle=False)
         np.save(self._tmp / "names.npy", np.asarray(names, dtype=str), allow_pickle=False)
 
     def __exit__(self, *exc: object) -> bool | None:
-        for array in (self.images, self.masks):
-            array.flush()
-        del self.images, self.masks
+        for handle, _ in self._files.values():
+            handle.close()
         return self._context.__exit__(*exc)
 
 

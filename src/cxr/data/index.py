@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -64,6 +65,10 @@ def build_index(name: str, params: SourceParams, index: IndexParams, classes: li
     if pattern == "layout":
         pattern = DEFAULT_PATIENT_PATTERNS.get(listing.layout)
     patient_re = re.compile(pattern) if pattern else None
+    if params.own_split and not all(entry.own_split for entry in listing.entries):
+        # Checked before reading anything: the answer is in the file list.
+        raise SourceIndexError(f"source.{name}.own_split is true but the {listing.layout} layout has no split "
+                               f"folders (train/val/test); set it to false")
 
     rows, to_scan, dropped = [], [], Counter()
     for entry in listing.entries:
@@ -91,10 +96,6 @@ def build_index(name: str, params: SourceParams, index: IndexParams, classes: li
         for row, dup, group in zip(kept, duplicate_groups, groups):
             row["duplicate_group"], row["group"] = int(dup), int(group)
         if params.own_split:
-            missing = [row["name"] for row in kept if not row["own_split"]]
-            if missing:
-                raise SourceIndexError(f"source.{name}.own_split is true but the {listing.layout} layout has no split "
-                                  f"folders (e.g. {missing[0]}); set it to false")
             for row in kept:
                 row["split"] = row["own_split"]
         else:
@@ -122,8 +123,6 @@ def read_index(name: str) -> tuple[dict, list[dict]]:
     """(source description, rows) of an indexed source."""
     if not index_file(name).exists():
         raise FileNotFoundError(f"{index_file(name)} not found: run `dvc repro index@{name}` first")
-    import json
-
     with index_file(name).open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     return json.loads(source_file(name).read_text()), rows

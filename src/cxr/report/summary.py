@@ -45,7 +45,8 @@ def summary_table(runs: list[tuple[str, str, dict]], level: str) -> str:
 def cross_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> str:
     """Models tested on another dataset's test split, beside their score on their own."""
     lines = [
-        "| Trained on | Tested on | Model | Accuracy [{0} CI] | Macro-F1 [{0} CI] | ROC-AUC (macro) | Macro-F1 change | Test images |".format(level),
+        f"| Trained on | Tested on | Model | Accuracy [{level} CI] | Macro-F1 [{level} CI] | ROC-AUC (macro) "
+        "| Macro-F1 change | Test images |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for trained_on, tested_on, model, m, own in runs:

@@ -310,3 +310,14 @@ def test_a_zip_indexes_as_its_folder_does_serially_and_in_parallel(raw, workdir,
     assert report["kind"] == "zip" and report["images_skipped"] == 0 and report["root"] == "synthetic/"
     run_stage("prepare", "--dataset", "lungs")
     assert len(_names("lungs")) == report["images_kept"]
+
+
+def test_a_test_only_dataset_holds_every_usable_image_in_its_test_split(raw, workdir):
+    """An external test set (Kermany for models trained elsewhere) is tested whole, never trained on."""
+    report = _view(workdir, "full", **{"dataset.full": {"source": "synthetic", "view": "full", "test_only": True}})
+    usable = (_rows()["status"] == "ok").sum()
+    assert report["test_only"] and sum(report["counts"]["test"].values()) == usable
+    assert len(SplitArrays.load(split_dir("full", "train"))) == len(SplitArrays.load(split_dir("full", "val"))) == 0
+    assert len(_names("full")) == usable
+    with pytest.raises(SystemExit, match=r"training split has no images of .*test_only dataset is an external test set"):
+        run_stage("train", "--model", "resnet18", "--dataset", "full")

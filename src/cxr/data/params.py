@@ -72,6 +72,9 @@ class DatasetParams(Section):
 
     source: str
     view: Literal["full", "lungs"]
+    # An external test set: every usable image of the source goes to the test split (train and val stay
+    # empty, so no model trains on it), e.g. Kermany for models trained on another collection.
+    test_only: bool = False
 
 
 class PrepareParams(Section):

@@ -28,7 +28,10 @@ class ViewError(ValueError):
 
 
 def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, classes: list[str], workers: int = 1) -> dict:
-    """Writes data/prepared/<name>/ and the view report; returns the report."""
+    """Writes data/prepared/<name>/ and the view report; returns the report.
+
+    The split arrays follow the index's split, or, for a test-only dataset, hold every image in test.
+    """
     description, rows = read_index(dataset.source)
     chosen: dict[str, list[dict]] = {split: [] for split in SPLITS}
     skipped = []
@@ -38,9 +41,9 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
         if dataset.view == "lungs" and row["mask_status"] not in USABLE_MASKS:
             skipped.append({"file": row["name"], "reason": "no usable lung mask", "detail": row["mask_status"]})
             continue
-        chosen[row["split"]].append(row)
+        chosen["test" if dataset.test_only else row["split"]].append(row)
     report = view_report(name, dataset, prepare, classes, chosen, skipped)
-    empty = [split for split in SPLITS if not chosen[split]]
+    empty = [split for split in (["test"] if dataset.test_only else SPLITS) if not chosen[split]]
     if empty:
         write_json(view_report_file(name), {"error": f"empty splits {empty}", **report})
         raise ViewError(f"the {', '.join(empty)} split of dataset {name!r} would be empty ({report['images_kept']} usable "
@@ -98,6 +101,7 @@ def view_report(name: str, dataset: DatasetParams, prepare: PrepareParams, class
         "dataset": name,
         "source": dataset.source,
         "view": dataset.view,
+        "test_only": dataset.test_only,
         "image_size": prepare.image_size,
         "images_kept": len(kept),
         "images_skipped": len(skipped),

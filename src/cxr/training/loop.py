@@ -142,7 +142,8 @@ def check_every_class_present(split: SplitArrays, classes: list[str]) -> None:
     counts = np.bincount(split.labels, minlength=len(classes))
     empty = [name for name, count in zip(classes, counts) if count == 0]
     if empty:
-        raise TrainingError(f"the training split has no images of {empty}; add data or change prepare.split")
+        raise TrainingError(f"the training split has no images of {empty}; add data or change index.split "
+                            f"(a test_only dataset is an external test set: list it in cross_tests, not datasets)")
 
 
 def input_normalization(arch: str, weights: str, train_split: SplitArrays) -> tuple[tuple[float, ...], tuple[float, ...]]:

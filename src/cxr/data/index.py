@@ -176,8 +176,7 @@ def scan_entry(source: RawSource, entry: Entry, max_pixels: int | None) -> dict:
     try:
         image = decode_image(data, entry.name, max_pixels)
     except UnreadableImage as err:
-        reason, _, detail = str(err).partition(": ")
-        status = "too large" if reason.startswith("too large") else "unreadable image"
+        status = "too large" if str(err).startswith("too large") else "unreadable image"
         return {"status": status, "detail": str(err), "file_md5": hashlib.md5(data).hexdigest()}
     pixels = image.pixels
     found = {"file_md5": hashlib.md5(data).hexdigest(), "format": image.format, "mode": image.mode,

@@ -93,3 +93,21 @@ def roc_dir(dataset: str, model: str, tested_on: str | None = None) -> Path:
 
 SUMMARY_FILE = Path("reports/summary.md")
 COMPARISON_FIGURE = Path("reports/comparison.png")
+
+
+def explain_metrics_file(dataset: str, model: str) -> Path:
+    """Where the model's Grad-CAM and saliency maps fall, with intervals: lung energy, pointing game, zones, ROAD."""
+    return Path("metrics/explain") / dataset / f"{model}.json"
+
+
+def explain_dir(dataset: str, model: str) -> Path:
+    """maps.npz (the explained test images and their maps) and one panel per class, panel_<class>.png."""
+    return Path("reports/explain") / dataset / model
+
+
+def explain_maps_file(dataset: str, model: str) -> Path:
+    return explain_dir(dataset, model) / "maps.npz"
+
+
+EXPLANATIONS_FIGURE = Path("reports/explanations.png")
+ZONES_FIGURE = Path("reports/zones.png")

@@ -96,3 +96,21 @@ def intensity_stats(images: np.ndarray, chunk: int = 256) -> tuple[tuple[float, 
     mean = float((counts * levels).sum() / counts.sum())
     std = float(np.sqrt((counts * (levels - mean) ** 2).sum() / counts.sum())) or 1.0
     return (mean, mean, mean), (std, std, std)
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like np.savez_compressed (np.load reads it), but the same arrays give the same bytes.
+
+    numpy stamps each member with the current time, which would give an unchanged output a new DVC hash.
+    """
+    import io
+    import zipfile
+
+    from cxr.io.files import atomic_path
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, value in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(value), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue(),
+                             compress_type=zipfile.ZIP_DEFLATED)

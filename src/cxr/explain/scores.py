@@ -1,0 +1,119 @@
+"""What an explanation map says against the lung mask, image by image, and intervals over images.
+
+All functions take one non-negative map and one boolean mask of the same (H, W) shape, at the model's input
+size and in its frame. Known in the literature as:
+- lung energy fraction: energy-based pointing game (Wang et al. 2020, Score-CAM), relevance mass
+  accuracy (Arras et al. 2022); its lift divides by the lung's share of the image, so a uniform map scores 1;
+- pointing game (Zhang et al. 2018): does the map's maximum fall inside the lungs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+ZONES = ("upper", "middle", "lower", "central", "peripheral")
+# Share of COVID-19 patients with findings in each zone on chest X-rays: Abougazia et al. 2021, Pulmonary
+# Medicine, doi 10.1155/2021/4496488 (central involvement is not reported as one figure).
+ABOUGAZIA_2021 = {"upper": 0.11, "middle": 0.48, "lower": 0.87, "peripheral": 0.70}
+
+
+def lung_energy_fraction(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the map's mass inside the lungs; NaN for a map with no mass (it points nowhere)."""
+    total = float(heatmap.sum())
+    return float(heatmap[mask].sum()) / total if total > 0 else float("nan")
+
+
+def lung_lift(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """Lung energy fraction over the lungs' share of the image: 1 for a uniform map, >1 when it favours the lungs."""
+    return lung_energy_fraction(heatmap, mask) / float(mask.mean())
+
+
+def pointing_hit(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """1.0 when the map's maximum lies in the lungs, else 0.0; NaN for a map with no mass.
+
+    Where several pixels share the maximum (saturated maps), it counts as a hit when most of them do.
+    """
+    if not heatmap.sum() > 0:
+        return float("nan")
+    peak = heatmap >= heatmap.max()
+    return float(mask[peak].mean() > 0.5)
+
+
+def lung_sides(mask: np.ndarray) -> list[np.ndarray]:
+    """The mask split into the two lungs, image left first: its two largest connected parts when they lie
+    side by side, else its halves either side of the mask's horizontal centre (lungs drawn as one region)."""
+    labels, count = ndimage.label(mask)
+    if count >= 2:
+        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+        first, second = (np.argsort(sizes)[::-1][:2] + 1).tolist()
+        parts = [labels == first, labels == second]
+        centres = [np.nonzero(part)[1].mean() for part in parts]
+        left, right = parts if centres[0] < centres[1] else parts[::-1]
+        if np.nonzero(left)[1].max() < np.nonzero(right)[1].min():
+            return [left, right]
+    columns = np.nonzero(mask)[1]
+    middle = (columns.min() + columns.max()) / 2
+    column = np.arange(mask.shape[1])[None, :]
+    return [mask & (column < middle), mask & (column >= middle)]
+
+
+def zone_masks(mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The lungs divided as radiologists report findings: upper / middle / lower thirds of each lung's height,
+    and per row, the lateral (peripheral) and medial (central) halves of each lung's width."""
+    zones = {zone: np.zeros_like(mask) for zone in ZONES}
+    row = np.arange(mask.shape[0])[:, None]
+    column = np.arange(mask.shape[1])[None, :]
+    sides = lung_sides(mask)
+    for side, lung in enumerate(sides):
+        if not lung.any():
+            continue
+        rows = np.nonzero(lung.any(axis=1))[0]
+        top, height = rows.min(), rows.max() + 1 - rows.min()
+        third = (row - top) * 3 // height
+        for i, zone in enumerate(("upper", "middle", "lower")):
+            zones[zone] |= lung & (third == i)
+        # Per row: the half of the lung's width away from the midline. Image left lung: its left half.
+        lo = np.where(lung, column, mask.shape[1]).min(axis=1, keepdims=True)
+        hi = np.where(lung, column, -1).max(axis=1, keepdims=True)
+        halfway = (lo + hi) / 2
+        lateral = (column < halfway) if side == 0 else (column > halfway)
+        zones["peripheral"] |= lung & lateral
+        zones["central"] |= lung & ~lateral
+    return zones
+
+
+def zone_shares(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Share of the map's in-lung mass per zone (upper + middle + lower = 1, central + peripheral = 1)."""
+    inside = float(heatmap[mask].sum())
+    if not inside > 0:
+        return dict.fromkeys(ZONES, float("nan"))
+    return {zone: float(heatmap[region].sum()) / inside for zone, region in zone_masks(mask).items()}
+
+
+def zone_involvement(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """1.0 for each zone the map involves: one that holds at least its share of the lung area in map mass
+    (the map is as dense there as over the lungs on average), the map's analogue of a zone with findings."""
+    shares = zone_shares(heatmap, mask)
+    area = float(mask.sum())
+    return {zone: float("nan") if np.isnan(shares[zone]) else float(shares[zone] >= region.sum() / area)
+            for zone, region in zone_masks(mask).items()}
+
+
+def mean_interval(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean over images; NaNs (maps with no mass) left out.
+
+    With fewer than two values the interval is the mean itself (nothing to resample); with none, all NaN.
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    if len(values) < 2 or np.all(values == values[0]):
+        return mean, mean, mean
+    from scipy.stats import bootstrap
+
+    result = bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed))
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)

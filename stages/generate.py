@@ -1,6 +1,7 @@
 """Write the embedded default data: seeded synthetic chest X-rays in the real datasets' layouts.
 
-    python stages/generate.py                 # data/raw/synthetic: class folders with images/ and masks/
+    python stages/generate.py                 # data/raw/synthetic: class folders with images/ and masks/,
+                                              # and its twin with class markers, data/raw/synthetic-shortcut
     python stages/generate.py --radiography   # a second hospital, zipped like the Kaggle Radiography Database
 
 Same seed and params, byte-identical files; see cxr/synthetic/generator.py for what the images contain.
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> None:
         images_per_class=generate.images_per_class,
         image_size=generate.image_size,
         shortcut=generate.shortcut,
+        shortcut_dir=Path(generate.shortcut_dir),
         follow_up_fraction=generate.follow_up_fraction,
         duplicate_fraction=generate.duplicate_fraction,
     )
-    print(f"wrote {generate.out_dir}: {json.dumps(summary)}")
+    print(f"wrote {generate.out_dir} and its shortcut twin {generate.shortcut_dir}: {json.dumps(summary)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Gather every model x dataset evaluation into one table and one comparison figure.
+"""Gather every model x dataset run into one summary: scores, cross tests and where the explanation maps fall,
+with a comparison figure, the CAMs of the same test images across every run, and the lung zones they involve.
 
     python stages/report.py
 """
@@ -9,11 +10,24 @@ from typing import Annotated
 
 from pydantic import Field
 
+from cxr.explain.figures import write_cross_model_figure, write_zones_figure
 from cxr.io.files import write_text
+from cxr.metrics.classification import slug
 from cxr.metrics.params import CrossTests
 from cxr.params import Names, stage_arguments, stage_params
-from cxr.paths import COMPARISON_FIGURE, SUMMARY_FILE
-from cxr.report.summary import MissingMetrics, comparison_figure, cross_table, load_metrics, summary_table
+from cxr.paths import COMPARISON_FIGURE, EXPLANATIONS_FIGURE, SUMMARY_FILE, ZONES_FIGURE
+from cxr.report.summary import (
+    MissingMetrics,
+    comparison_figure,
+    cross_table,
+    explanations_table,
+    load_explain_metrics,
+    load_explanations,
+    load_metrics,
+    summary_table,
+    zone_class,
+    zones_table,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,14 +41,27 @@ def main(argv: list[str] | None = None) -> None:
         own = {(dataset, model): m for dataset, model, m in runs}
         cross = [(test.trained_on, test.tested_on, model, load_metrics(test.trained_on, model, test.tested_on),
                   own[test.trained_on, model]) for test in params["cross_tests"] for model in models]
+        explain_runs = [(dataset, model, load_explain_metrics(dataset, model)) for dataset in datasets for model in models]
+        explained = {(dataset, model): load_explanations(dataset, model) for dataset in datasets for model in models}
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"
     summary = summary_table(runs, level)
     if cross:
         summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + cross_table(cross, level)
+    summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images and of the misclassified "
+                f"ones; {EXPLANATIONS_FIGURE.name} shows the same images across runs):\n\n" + explanations_table(explain_runs, level))
+    # The classes come from the explained runs: the report declares no classes param, and they all share one list.
+    classes = explained[datasets[0], models[0]].classes
+    zones_class = zone_class(classes)
+    if zones_class is not None:
+        summary += f"\nLung zones of {zones_class} predictions ({ZONES_FIGURE.name}):\n\n" + zones_table(explain_runs, zones_class)
     write_text(SUMMARY_FILE, summary)
     comparison_figure(COMPARISON_FIGURE, runs, datasets, models, level)
+    write_cross_model_figure(explained, datasets, models, EXPLANATIONS_FIGURE)
+    shown = zones_class or classes[0]
+    write_zones_figure({(dataset, model): m for dataset, model, m in explain_runs}, datasets, models, slug(shown),
+                       ZONES_FIGURE, class_name=shown)
     print(SUMMARY_FILE.read_text())
 
 

@@ -110,7 +110,7 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
     """(outputs, data inputs) of one resolved stage, as the code names them."""
     name, _, item = address.partition("@")
     if name == "generate":
-        return {Path(params["generate"]["out_dir"])}, set()
+        return {Path(params["generate"]["out_dir"]), Path(params["generate"]["shortcut_dir"])}, set()
     if name == "generate_radiography":
         return {Path(params["generate_radiography"]["out_zip"])}, set()
     if name == "index":
@@ -118,8 +118,9 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
     if name == "prepare":
         return {paths.prepared_dir(item), paths.view_report_file(item)}, {paths.index_dir(params["dataset"][item]["source"])}
     if name == "report":
-        return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE},
-                {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent})
+        return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE},
+                {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
+                 paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent})
     if name == "crosstest":
         model, test = next((m, t) for m in params["models"] for i, t in enumerate(params["cross_tests"])
                            if item == f"{m}-test{i}")
@@ -132,6 +133,10 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
         return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
                  paths.train_curves_dir(dataset, model)},
                 {paths.split_dir(dataset, "train"), paths.split_dir(dataset, "val"), paths.view_file(dataset)})
+    if name == "explain":
+        return ({paths.explain_metrics_file(dataset, model), paths.explain_dir(dataset, model)},
+                {paths.model_file(dataset, model), paths.split_dir(dataset, "test"), paths.view_file(dataset),
+                 paths.predictions_file(dataset, model)})
     assert name == "evaluate"
     return ({paths.metrics_file(dataset, model), paths.predictions_file(dataset, model),
              paths.confusion_file(dataset, model), paths.roc_dir(dataset, model)},
@@ -142,7 +147,7 @@ def test_declared_outputs_are_the_paths_the_code_writes():
     params = default_params()
     stages = resolved_stages()
     runs = len(params["models"]) * len(params["datasets"])
-    assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 2 * runs
+    assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 3 * runs
                            + len(params["models"]) * len(params["cross_tests"]) + 1)
     for address, (outs, deps) in stages.items():
         expected_outs, expected_inputs = expected_paths(address, params)

@@ -74,19 +74,30 @@ def test_repro_builds_every_run_and_the_report(pipeline_repo):
     for test in params["cross_tests"]:
         for model in params["models"]:
             assert (repo / "metrics" / "cross" / f"{test['trained_on']}-on-{test['tested_on']}" / f"{model}.json").is_file()
+    for dataset in params["datasets"]:
+        for model in params["models"]:
+            explained = json.loads((repo / "metrics" / "explain" / dataset / f"{model}.json").read_text())
+            assert explained["grid"] >= params["explain"]["min_grid"] and explained["images"] > 0
+            assert 0 <= explained["cam_lung_energy"] <= 1
+            panels = {path.name for path in (repo / "reports" / "explain" / dataset / model).glob("panel_*.png")}
+            assert panels and (repo / "reports" / "explain" / dataset / model / "maps.npz").is_file()
+    for figure in ("comparison.png", "explanations.png", "zones.png"):
+        assert (repo / "reports" / figure).read_bytes()[:4] == b"\x89PNG", figure
     table = (repo / "reports" / "summary.md").read_text()
     lines = table.splitlines()
     own = {f"| {d} | {m} |" for d in params["datasets"] for m in params["models"]}
     cross = {f"| {t['trained_on']} | {t['tested_on']} | {m} |" for t in params["cross_tests"] for m in params["models"]}
-    assert sum(line.startswith(tuple(own)) for line in lines) == len(own) == 8
+    # Three tables have a row per run: scores, explanations, COVID-19 lung zones.
+    assert sum(line.startswith(tuple(own)) for line in lines) == 3 * len(own) == 24
     assert sum(line.startswith(tuple(cross)) for line in lines) == len(cross) == 8
-    assert (repo / "reports" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert changed_stages(repo) == set()
     shown = json.loads(_dvc(repo, "metrics", "show", "--json"))
     metrics = shown[""]["data"]["metrics/classify/lungs/inception_v3.json"]["data"]
     assert 0 <= metrics["macro_f1"] <= 1
     cross = shown[""]["data"]["metrics/cross/lungs-on-radiography_lungs/inception_v3.json"]["data"]
     assert 0 <= cross["macro_f1"] <= 1
+    explained = shown[""]["data"]["metrics/explain/full/resnet18.json"]["data"]
+    assert 0 <= explained["cam_pointing"] <= 1
 
 
 def test_stages_write_exactly_their_declared_outputs(pipeline_repo):
@@ -124,7 +135,9 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
     _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=150))
     try:
         params = tiny_params()
-        assert changed_stages(repo) == ({f"evaluate@{m}-{d}" for m in params["models"] for d in params["datasets"]}
+        # explain reads the bootstrap settings too: its intervals are made like evaluate's.
+        assert changed_stages(repo) == ({f"{s}@{m}-{d}" for s in ("evaluate", "explain")
+                                         for m in params["models"] for d in params["datasets"]}
                                         | {f"crosstest@{m}-test{i}" for m in params["models"]
                                            for i in range(len(params["cross_tests"]))})
         _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
@@ -137,13 +150,13 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
 def test_adding_a_params_section_and_a_library_module_invalidates_nothing(pipeline_repo):
     """A new stage's section and code must not re-run the existing stages (issue: every change re-ran everything)."""
     repo = pipeline_repo
-    _edit_params(repo, lambda p: p.update(explain={"method": "gradcam", "samples_per_class": 4}))
-    (repo / "src" / "cxr" / "explain").mkdir()
-    (repo / "src" / "cxr" / "explain" / "__init__.py").write_text('"""Explanations."""\n')
+    _edit_params(repo, lambda p: p.update(segment={"epochs": 2, "image_size": 64}))
+    (repo / "src" / "cxr" / "segment").mkdir()
+    (repo / "src" / "cxr" / "segment" / "__init__.py").write_text('"""Lung segmentation."""\n')
     try:
         assert changed_stages(repo) == set()
     finally:
-        shutil.rmtree(repo / "src" / "cxr" / "explain")
+        shutil.rmtree(repo / "src" / "cxr" / "segment")
         _run(repo, "git", "checkout", "params.yaml")
 
 
@@ -157,7 +170,8 @@ def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     moved = {name for name in lock_after if lock_after[name] != lock_before[name]}
     allowed = {"train@resnet18-full", "train@resnet18-lungs", "evaluate@resnet18-full", "evaluate@resnet18-lungs",
-               "crosstest@resnet18-test0", "crosstest@resnet18-test1", "report"}
+               "crosstest@resnet18-test0", "crosstest@resnet18-test1", "explain@resnet18-full", "explain@resnet18-lungs",
+               "report"}
     assert {"train@resnet18-full", "train@resnet18-lungs"} <= moved <= allowed
     shown = json.loads(_dvc(repo, "exp", "show", "--json"))
     assert "0.002" in json.dumps(shown)

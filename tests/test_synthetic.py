@@ -4,10 +4,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 from scipy import ndimage
 
+from cxr.data.index import build_index, write_index
+from cxr.data.params import DatasetParams, IndexParams, PrepareParams, SourceParams
+from cxr.data.prepare import prepare_view
+from cxr.io.arrays import SplitArrays
 from cxr.io.images import difference_hash, hash_distance
+from cxr.paths import SPLITS, split_dir
 from cxr.synthetic.generator import CLASSES, MAX_DUPLICATE_DISTANCE, Anatomy, render_case, write_dataset
+from cxr.synthetic.params import GenerateParams
+from tests.conftest import tiny_params
 
 PARAMS = dict(images_per_class=6, image_size=64, shortcut=0.0, follow_up_fraction=0.5, duplicate_fraction=0.5)
 
@@ -149,21 +157,99 @@ def test_shortcut_marker_is_outside_the_lungs_in_a_class_corner(label, rows, col
         assert (xs < size / 4).all() if cols == "left" else (xs > 3 * size / 4).all()
 
 
-def test_shortcut_probability_controls_markers(tmp_path):
-    params = {**PARAMS, "duplicate_fraction": 0.0, "follow_up_fraction": 0.0}
-    none = write_dataset(tmp_path / "none", seed=1, progress=False, **params)
-    every = write_dataset(tmp_path / "every", seed=1, progress=False, **{**params, "shortcut": 1.0})
-    assert none["shortcut_markers"] == 0
-    assert every["shortcut_markers"] == sum(every["counts"].values()) == 18
-    # The marker draw comes first in each scan's generator, so the files differ by the marker alone.
-    corner = {"COVID-19": np.s_[:16, :16], "Pneumonia": np.s_[:16, -16:], "Normal": np.s_[-16:, :16]}
-    for cls in CLASSES:
-        for path in (tmp_path / "every" / cls / "images").iterdir():
-            changed = _pixels(path) != _pixels(tmp_path / "none" / cls / "images" / path.name)
-            mask = _pixels(tmp_path / "every" / cls / "masks" / path.name) > 0
-            assert changed[corner[cls]].sum() > 10 and not (changed & mask).any()
-            changed[corner[cls]] = False
-            assert not changed.any()
+TWIN_PARAMS = dict(images_per_class=10, image_size=96, follow_up_fraction=0.25, duplicate_fraction=0.2)
+# The quarter of the film (rows, columns) that holds each class's marker; planted copies may be resized.
+MARKER_CORNERS = {"COVID-19": ("top", "left"), "Pneumonia": ("top", "right"), "Normal": ("bottom", "left")}
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> dict[float, tuple[Path, Path, dict]]:
+    """shortcut -> (clean set, its twin, summary), both written by one call."""
+    written = {}
+    for shortcut in (1.0, 0.5):
+        root = tmp_path_factory.mktemp(f"twins{shortcut}")
+        summary = write_dataset(root / "clean", seed=5, shortcut=shortcut, shortcut_dir=root / "twin", progress=False,
+                                **TWIN_PARAMS)
+        written[shortcut] = root / "clean", root / "twin", summary
+    return written
+
+
+def _changed_pixels(clean: Path, twin: Path) -> dict[str, np.ndarray]:
+    """class/images/name -> where the twin's film differs from the clean one."""
+    return {path.relative_to(clean).as_posix(): _pixels(twin / path.relative_to(clean)) != _pixels(path)
+            for path in sorted(clean.glob("*/images/*.png"))}
+
+
+@pytest.mark.parametrize("shortcut", [1.0, 0.5])
+def test_twin_has_the_clean_names_and_masks(twins, shortcut):
+    clean, twin, summary = twins[shortcut]
+    clean_files, twin_files = _files(clean), _files(twin)
+    assert sorted(clean_files) == sorted(twin_files)
+    assert len(clean_files) == 2 * sum(summary["counts"].values())
+    masks = [name for name in clean_files if "/masks/" in name]
+    assert masks and all(clean_files[name] == twin_files[name] for name in masks)
+    assert sorted(p.name for p in clean.parent.iterdir()) == ["clean", "twin"]  # no temporaries left
+
+
+@pytest.mark.parametrize("shortcut", [1.0, 0.5])
+def test_twin_differs_from_the_clean_set_only_at_the_class_marker(twins, shortcut):
+    clean, twin, summary = twins[shortcut]
+    changed = _changed_pixels(clean, twin)
+    for name, differs in changed.items():
+        cls = name.split("/")[0]
+        lungs = _pixels(twin / name.replace("/images/", "/masks/")) > 0
+        assert not (differs & lungs).any(), name
+        rows, cols = np.nonzero(differs)
+        height, width = differs.shape
+        assert (rows < height / 4).all() if MARKER_CORNERS[cls][0] == "top" else (rows >= 3 * height / 4).all()
+        assert (cols < width / 4).all() if MARKER_CORNERS[cls][1] == "left" else (cols >= 3 * width / 4).all()
+    marked = sum(differs.any() for differs in changed.values())
+    assert marked == summary["shortcut_markers"]
+    if shortcut == 1.0:
+        assert marked == len(changed) == sum(summary["counts"].values())
+        assert all(differs.sum() > 10 for differs in changed.values())
+    else:
+        assert 0 < marked < len(changed)
+
+
+def test_clean_set_is_the_same_whatever_the_shortcut_and_the_twin(tmp_path, twins):
+    for shortcut in (0.0, 0.9):
+        summary = write_dataset(tmp_path / str(shortcut), seed=5, shortcut=shortcut, progress=False, **TWIN_PARAMS)
+        assert summary["shortcut_markers"] == 0
+    assert _files(tmp_path / "0.0") == _files(tmp_path / "0.9") == _files(twins[1.0][0]) == _files(twins[0.5][0])
+
+
+def test_the_twin_cannot_overwrite_the_clean_set(workdir):
+    for twin in (Path("raw"), workdir / "raw", Path("raw/twin"), Path(".")):
+        with pytest.raises(ValueError, match="shortcut_dir .* must differ from out_dir"):
+            write_dataset(Path("raw"), seed=0, shortcut_dir=twin, progress=False, **PARAMS)
+    assert not any(workdir.iterdir())
+    generate = tiny_params()["generate"]
+    with pytest.raises(ValidationError, match="shortcut_dir .* must differ from out_dir"):
+        GenerateParams(**{**generate, "shortcut_dir": generate["out_dir"]})
+
+
+def test_lungs_view_of_the_twin_is_the_clean_lungs_view(workdir):
+    """The markers lie outside the lungs, and the lungs view keeps the lungs only."""
+    params = tiny_params()
+    generate = params["generate"]
+    # Planted copies too (the tiny params have none), and every film marked.
+    write_dataset(Path(generate["out_dir"]), seed=generate["seed"], images_per_class=generate["images_per_class"],
+                  image_size=generate["image_size"], shortcut=1.0, shortcut_dir=Path(generate["shortcut_dir"]),
+                  follow_up_fraction=0.25, duplicate_fraction=0.2, progress=False)
+    index_params, prepare_params = IndexParams(**params["index"]), PrepareParams(**params["prepare"])
+    for source in ("synthetic", "synthetic_shortcut"):
+        write_index(source, build_index(source, SourceParams(**params["source"][source]), index_params, params["classes"]))
+        prepare_view(f"{source}_lungs", DatasetParams(source=source, view="lungs"), prepare_params, params["classes"])
+    # The same split (the index keys groups by name), so the lungs view is the same data, file for file:
+    # models trained on either are the same models.
+    total = 0
+    for split in SPLITS:
+        for array in ("images", "masks", "labels", "names"):
+            clean = (split_dir("synthetic_lungs", split) / f"{array}.npy").read_bytes()
+            assert (split_dir("synthetic_shortcut_lungs", split) / f"{array}.npy").read_bytes() == clean, (split, array)
+        total += len(SplitArrays.load(split_dir("synthetic_lungs", split)))
+    assert total == len(list(Path(generate["out_dir"]).glob("*/images/*")))
 
 
 def test_rewrite_replaces_the_whole_folder(tmp_path):

@@ -314,7 +314,7 @@ def assign_splits(groups: np.ndarray, labels: np.ndarray, fractions: SplitParams
 
     Groups of each class are visited in a seeded pseudo-random order and each goes to the split
     furthest below its target image count, so every class gets close to the requested fractions.
-    The order comes from a hash of each group's key (its smallest image hash) rather than from its
+    The order comes from a hash of each group's key (its first image name) rather than from its
     position, so a source with a few images added gets nearly the same split.
     """
     targets = np.array([fractions.train, fractions.val, fractions.test])
@@ -341,10 +341,15 @@ def visiting_order(seed: int, key: str) -> str:
 
 
 def group_keys(rows: list[dict], groups: np.ndarray) -> list[str]:
-    """A key per group (in np.unique order) that does not depend on which other images are present."""
+    """A key per group (in np.unique order) that does not depend on which other images are present.
+
+    Names, not pixels: a copy of a source whose films differ only outside the lungs (the synthetic
+    shortcut twin, a re-export with burnt-in text) gets the same split, so models trained on either are
+    tested on the same patients, and its lungs view is the same data.
+    """
     keys: dict[int, str] = {}
     for group, row in zip(groups, rows):
-        keys[int(group)] = min(keys.get(int(group), row["pixel_sha1"]), row["pixel_sha1"])
+        keys[int(group)] = min(keys.get(int(group), row["name"]), row["name"])
     return [keys[g] for g in sorted(keys)]
 
 

@@ -59,7 +59,14 @@ def feature_grids(model: nn.Module, image_size: int) -> list[tuple[str, tuple[in
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    return seen
+    # A container whose children change resolution (DenseNet's `features`, timm's `stages`) is the whole
+    # backbone, not a stage: its output is its last child's (norm5), under that child's name. One whose
+    # children keep one grid (ResNet's layer3) is a stage and keeps its own name.
+    child_grids: dict[str, set[tuple[int, int]]] = {}
+    for name, grid in seen:
+        if "." in name:
+            child_grids.setdefault(name.rsplit(".", 1)[0], set()).add(grid)
+    return [(name, grid) for name, grid in seen if len(child_grids.get(name, ())) <= 1]
 
 
 def choose_target_layer(model: nn.Module, image_size: int, min_grid: int) -> TargetLayer:

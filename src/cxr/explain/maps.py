@@ -5,6 +5,7 @@ Every map is (B, H, W) at the model's input size, non-negative, scaled to [0, 1]
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,7 +76,9 @@ def road_scores(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, classe
 
     model.eval()
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # pytorch-grad-cam 1.5.7 hands numpy a torch tensor (np.percentile of the map); harmless, once per image.
+        warnings.filterwarnings("ignore", message="__array_wrap__ must accept context", category=DeprecationWarning)
         return np.asarray(ROADCombined(percentiles=list(percentiles))(inputs, maps, targets, model), dtype=np.float32).reshape(-1)
 
 

@@ -105,24 +105,35 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
 
 def explanation_metrics(explained: Explanations, road: np.ndarray, *, resamples: int,
                         confidence: float, seed: int) -> dict:
-    """Flat means with bootstrap intervals over the explained images; mask-based ones over those with a mask."""
-    with_mask = np.flatnonzero(explained.has_mask)
+    """Flat means with bootstrap intervals over images with a lung mask (ROAD: over all).
+
+    The headline figures and zones are over the class-balanced sample, the same test images for every
+    model, so runs compare like with like; the misclassified ones (a different set per model) get their own:
+    where the map of the wrong answer lies, and where the map of the right one would have.
+    """
+    sample = explained.sampled & explained.has_mask
+    wrong = (explained.predictions != explained.labels) & explained.has_mask
+
+    def each(score, maps: np.ndarray, which: np.ndarray) -> list[float]:
+        return [score(maps[i], explained.masks[i]) for i in np.flatnonzero(which)]
+
     per_image = {
-        "cam_lung_energy": [lung_energy_fraction(explained.cam[i], explained.masks[i]) for i in with_mask],
-        "cam_lung_lift": [lung_lift(explained.cam[i], explained.masks[i]) for i in with_mask],
-        "cam_pointing": [pointing_hit(explained.cam[i], explained.masks[i]) for i in with_mask],
-        "cam_true_lung_energy": [lung_energy_fraction(explained.cam_true[i], explained.masks[i]) for i in with_mask],
-        "saliency_lung_energy": [lung_energy_fraction(explained.saliency[i], explained.masks[i]) for i in with_mask],
-        "saliency_lung_lift": [lung_lift(explained.saliency[i], explained.masks[i]) for i in with_mask],
-        "saliency_pointing": [pointing_hit(explained.saliency[i], explained.masks[i]) for i in with_mask],
-        "road": road.tolist(),
+        "cam_lung_energy": each(lung_energy_fraction, explained.cam, sample),
+        "cam_lung_lift": each(lung_lift, explained.cam, sample),
+        "cam_pointing": each(pointing_hit, explained.cam, sample),
+        "saliency_lung_energy": each(lung_energy_fraction, explained.saliency, sample),
+        "saliency_lung_lift": each(lung_lift, explained.saliency, sample),
+        "saliency_pointing": each(pointing_hit, explained.saliency, sample),
+        "road": road[explained.sampled].tolist(),
+        "misclassified_cam_lung_energy": each(lung_energy_fraction, explained.cam, wrong),
+        "misclassified_true_cam_lung_energy": each(lung_energy_fraction, explained.cam_true, wrong),
     }
     metrics = {}
     for key, values in per_image.items():
         mean, low, high = mean_interval(np.array(values, dtype=float), resamples, confidence, seed)
         metrics |= {key: _finite(mean), f"{key}_ci_low": _finite(low), f"{key}_ci_high": _finite(high)}
     for c, name in enumerate(explained.classes):
-        members = [i for i in with_mask if explained.predictions[i] == c]
+        members = np.flatnonzero(sample & (explained.predictions == c))
         shares = [zone_shares(explained.cam[i], explained.masks[i]) for i in members]
         involved = [zone_involvement(explained.cam[i], explained.masks[i]) for i in members]
         for zone in ZONES:

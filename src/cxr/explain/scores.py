@@ -26,7 +26,8 @@ def lung_energy_fraction(heatmap: np.ndarray, mask: np.ndarray) -> float:
 
 def lung_lift(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Lung energy fraction over the lungs' share of the image: 1 for a uniform map, >1 when it favours the lungs."""
-    return lung_energy_fraction(heatmap, mask) / float(mask.mean())
+    area = float(mask.mean())
+    return lung_energy_fraction(heatmap, mask) / area if area > 0 else float("nan")
 
 
 def pointing_hit(heatmap: np.ndarray, mask: np.ndarray) -> float:
@@ -84,20 +85,27 @@ def zone_masks(mask: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def zone_shares(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Share of the map's in-lung mass per zone (upper + middle + lower = 1, central + peripheral = 1)."""
-    inside = float(heatmap[mask].sum())
+    """Share of the map's mass in the two lungs per zone (upper + middle + lower = 1, central + peripheral = 1)."""
+    # Summed in float64: float32 sums of a uniform map miss the zone's area share by a rounding step, and
+    # zone_involvement compares the two with >=.
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    zones = zone_masks(mask)
+    lungs = zones["central"] | zones["peripheral"]  # stray mask specks outside the two lungs are in no zone
+    inside = float(heatmap[lungs].sum())
     if not inside > 0:
         return dict.fromkeys(ZONES, float("nan"))
-    return {zone: float(heatmap[region].sum()) / inside for zone, region in zone_masks(mask).items()}
+    return {zone: float(heatmap[region].sum()) / inside for zone, region in zones.items()}
 
 
 def zone_involvement(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """1.0 for each zone the map involves: one that holds at least its share of the lung area in map mass
-    (the map is as dense there as over the lungs on average), the map's analogue of a zone with findings."""
+    (the map is as dense there as over the lungs on average), the map's analogue of a zone with findings.
+    NaN for a zone with no pixels (a lung too small to divide) or a map with no mass in the lungs."""
     shares = zone_shares(heatmap, mask)
-    area = float(mask.sum())
-    return {zone: float("nan") if np.isnan(shares[zone]) else float(shares[zone] >= region.sum() / area)
-            for zone, region in zone_masks(mask).items()}
+    zones = zone_masks(mask)
+    area = float((zones["central"] | zones["peripheral"]).sum())
+    return {zone: float("nan") if np.isnan(shares[zone]) or not region.any() else float(shares[zone] >= region.sum() / area)
+            for zone, region in zones.items()}
 
 
 def mean_interval(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float, float]:

@@ -1,4 +1,4 @@
-"""One table and one figure comparing every model x dataset evaluation."""
+"""Tables and a figure comparing every model x dataset run: scores, cross tests and where the explanation maps fall."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # a bare Figure needs no GUI backend: the pipeline runs on servers and in CI
 
+from cxr.explain.figures import has_zone_reference
+from cxr.explain.results import Explanations
+from cxr.explain.scores import ABOUGAZIA_2021, ZONES
 from cxr.io.files import atomic_path
-from cxr.paths import metrics_file
+from cxr.metrics.classification import slug
+from cxr.paths import explain_maps_file, explain_metrics_file, metrics_file
 
 
 class MissingMetrics(FileNotFoundError):
-    """An evaluation the report needs has not run."""
+    """An evaluation or explanation the report needs has not run."""
 
 
 def load_metrics(dataset: str, model: str, tested_on: str | None = None) -> dict:
@@ -23,8 +27,29 @@ def load_metrics(dataset: str, model: str, tested_on: str | None = None) -> dict
     return json.loads(path.read_text())
 
 
+def load_explain_metrics(dataset: str, model: str) -> dict:
+    path = explain_metrics_file(dataset, model)
+    if not path.exists():
+        raise MissingMetrics(f"{path} not found: explain {model}/{dataset} first (`dvc repro`)")
+    return json.loads(path.read_text())
+
+
+def load_explanations(dataset: str, model: str) -> Explanations:
+    path = explain_maps_file(dataset, model)
+    if not path.exists():
+        raise MissingMetrics(f"{path} not found: explain {model}/{dataset} first (`dvc repro`)")
+    return Explanations.load(path)
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _with_interval(metrics: dict, key: str) -> str:
+    """'0.412 [0.350, 0.470]': the value and its interval (`<key>_ci_low`, `<key>_ci_high`); n/a where null."""
+    if metrics.get(key) is None:
+        return "n/a"
+    return f"{metrics[key]:.3f} [{metrics[f'{key}_ci_low']:.3f}, {metrics[f'{key}_ci_high']:.3f}]"
 
 
 def summary_table(runs: list[tuple[str, str, dict]], level: str) -> str:
@@ -34,9 +59,7 @@ def summary_table(runs: list[tuple[str, str, dict]], level: str) -> str:
     ]
     for dataset, model, m in runs:
         lines.append(
-            f"| {dataset} | {model} "
-            f"| {m['accuracy']:.3f} [{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] "
-            f"| {m['macro_f1']:.3f} [{m['macro_f1_ci_low']:.3f}, {m['macro_f1_ci_high']:.3f}] "
+            f"| {dataset} | {model} | {_with_interval(m, 'accuracy')} | {_with_interval(m, 'macro_f1')} "
             f"| {_number(m['roc_auc_macro'])} | {m['ece']:.3f} | {m['n_test']} |"
         )
     return "\n".join(lines) + "\n"
@@ -51,11 +74,56 @@ def cross_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> str
     ]
     for trained_on, tested_on, model, m, own in runs:
         lines.append(
-            f"| {trained_on} | {tested_on} | {model} "
-            f"| {m['accuracy']:.3f} [{m['accuracy_ci_low']:.3f}, {m['accuracy_ci_high']:.3f}] "
-            f"| {m['macro_f1']:.3f} [{m['macro_f1_ci_low']:.3f}, {m['macro_f1_ci_high']:.3f}] "
+            f"| {trained_on} | {tested_on} | {model} | {_with_interval(m, 'accuracy')} | {_with_interval(m, 'macro_f1')} "
             f"| {_number(m['roc_auc_macro'])} | {m['macro_f1'] - own['macro_f1']:+.3f} | {m['n_test']} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def explanations_table(runs: list[tuple[str, str, dict]], level: str) -> str:
+    """Where each run's maps fall (`runs`: (dataset, model, explain metrics)), under the line that says how to
+    read its lift; the mask-based columns count only the explained images with a lung mask."""
+    lines = [
+        "Lift is the share of the map inside the lungs over the lungs' share of the image: 1.0 is what a uniform "
+        "map scores, above 1 the map favours the lungs; ROAD above 0 means removing the pixels the CAM ranks "
+        "highest lowers the prediction more than removing those it ranks lowest.",
+        "",
+        f"| Dataset | Model | CAM layer (grid) | CAM lung energy [{level} CI] | Lift [{level} CI] "
+        f"| Pointing game [{level} CI] | Saliency lung energy [{level} CI] | ROAD [{level} CI] | Images (without mask) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, model, m in runs:
+        lines.append(
+            f"| {dataset} | {model} | {m['layer']} ({m['grid']}x{m['grid']}) | {_with_interval(m, 'cam_lung_energy')} "
+            f"| {_with_interval(m, 'cam_lung_lift')} | {_with_interval(m, 'cam_pointing')} "
+            f"| {_with_interval(m, 'saliency_lung_energy')} | {_with_interval(m, 'road')} "
+            f"| {m['images']} ({m['without_mask']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def zone_class(classes: list[str]) -> str | None:
+    """The class that the radiology reference of lung zones describes (COVID-19), if the classes have it."""
+    return next((name for name in classes if has_zone_reference(slug(name))), None)
+
+
+def zones_table(runs: list[tuple[str, str, dict]], class_name: str) -> str:
+    """Per run, the share of explained images predicted as `class_name` whose CAM involves each lung zone,
+    beside the share of COVID-19 patients with findings there (Abougazia et al. 2021)."""
+    key = slug(class_name)
+    lines = [
+        f"Share of the explained test images predicted as {class_name} whose CAM involves each lung zone (holds at "
+        "least the zone's share of the lung area in map mass), beside the share of COVID-19 patients with findings "
+        "there on chest X-rays (Abougazia et al. 2021, doi 10.1155/2021/4496488; central not reported):",
+        "",
+        "| Dataset | Model | " + " | ".join(zone.capitalize() for zone in ZONES) + " |",
+        "|---|---|" + "---|" * len(ZONES),
+    ]
+    for dataset, model, m in runs:
+        lines.append(f"| {dataset} | {model} | " + " | ".join(_number(m.get(f"involved_{zone}_{key}")) for zone in ZONES) + " |")
+    reference = [ABOUGAZIA_2021.get(zone) for zone in ZONES]
+    lines.append("| Abougazia et al. 2021 | COVID-19 patients | "
+                 + " | ".join("-" if value is None else f"{value:.2f}" for value in reference) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -2,11 +2,13 @@
 
 The real datasets cannot be downloaded offline, so the pipeline's default data is drawn here: PA
 films with body outline, lungs, ribs, spine, heart and diaphragm, plus class-specific opacities that
-live only inside the lung mask. Follow-up scans, planted near-duplicates and an optional
-class-correlated marker outside the lungs reproduce the traps of the real data (patient leakage,
-duplicates across splits, shortcut learning). Films vary between patients and scans as much as real
-ones do (positioning, build, exposure, collimation, ECG leads), so that a perceptual hash can tell a
-planted near-duplicate from another patient, as it can on real data.
+live only inside the lung mask. Follow-up scans and planted near-duplicates reproduce two traps of
+the real data (patient leakage, duplicates across splits). The third, shortcut learning, has its own
+set: a twin written beside the clean one, the same films pixel for pixel except that a share of them
+carry a class-correlated marker outside the lungs, so that a model trained on the twin can be compared
+with one trained on the clean set. Films vary between patients and scans as much as real ones do
+(positioning, build, exposure, collimation, ECG leads), so that a perceptual hash can tell a planted
+near-duplicate from another patient, as it can on real data.
 
 Geometry is drawn in normalised coordinates (u: image left -> right, v: top -> bottom, both in
 [-1, 1]), so an Anatomy renders at any pixel size. The image's right side is the patient's left.
@@ -15,6 +17,7 @@ Geometry is drawn in normalised coordinates (u: image left -> right, v: top -> b
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from tqdm import tqdm
 
 from cxr.io.files import atomic_dir
 from cxr.io.images import difference_hash, hash_distance
+from cxr.synthetic.params import overlapping_folders
 
 CLASSES = ("COVID-19", "Pneumonia", "Normal")
 # Planted near-duplicates stay within this many bits of their source's 256-bit dHash, the hash the prepare
@@ -276,6 +280,25 @@ def _devices(rng: np.random.Generator, size: int, to_pixels) -> np.ndarray:
     return gaussian_filter(np.asarray(layer), 0.5 * size / 256)
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """A rendered film before its last two steps, the class marker and the detector noise.
+
+    Both steps are kept apart so that a film and its marked twin share everything else: developed with
+    and without the marker, they differ at the marker's pixels only.
+    """
+
+    film: np.ndarray  # float (size, size), ~[0, 1]
+    mask: np.ndarray  # bool (size, size) lung mask
+    marker: np.ndarray  # bool (size, size): where the class marker goes, always outside the lungs
+    noise: np.ndarray  # float (size, size)
+
+    def develop(self, *, marked: bool) -> np.ndarray:
+        """-> uint8 (size, size) image, with the class marker if `marked`."""
+        film = np.where(self.marker, 0.97, self.film) if marked else self.film
+        return np.round(np.clip(film + self.noise, 0, 1) * 255).astype(np.uint8)
+
+
 def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Anatomy | None = None,
                 severity: float | None = None, shortcut: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic PA chest film -> (uint8 (size, size) image, bool (size, size) lung mask).
@@ -284,6 +307,13 @@ def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Ana
     only changes pixels inside the mask (and the marker, if `shortcut`). `severity` in [0, 1] scales
     the disease; None draws it from a Beta distribution, so that some sick cases are subtle.
     """
+    exposure = expose(rng, label, size, anatomy=anatomy, severity=severity)
+    return exposure.develop(marked=shortcut), exposure.mask
+
+
+def expose(rng: np.random.Generator, label: str, size: int, *, anatomy: Anatomy | None = None,
+           severity: float | None = None) -> Exposure:
+    """The film render_case develops, with or without its marker; same arguments, same rng draws."""
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; expected one of {CLASSES}")
     # Independent streams, so that the class-specific draws never shift the anatomy, noise or marker.
@@ -333,10 +363,8 @@ def render_case(rng: np.random.Generator, label: str, size: int, *, anatomy: Ana
         border[top:size - bottom, left:size - right] = False
         # The lung mask must keep describing visible lung.
         film = np.where(border & ~mask, tone, film)
-    if shortcut:
-        film = np.where(_marker(label, size, marker_rng) & ~mask, 0.97, film)
-    film += noise_rng.uniform(0.008, 0.02) * noise_rng.standard_normal(film.shape, dtype=np.float32)
-    return np.round(np.clip(film, 0, 1) * 255).astype(np.uint8), mask
+    noise = noise_rng.uniform(0.008, 0.02) * noise_rng.standard_normal(film.shape, dtype=np.float32)
+    return Exposure(film, mask, _marker(label, size, marker_rng) & ~mask, noise)
 
 
 def _near_duplicate(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -367,9 +395,14 @@ def _save(folder: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
 
 
 def write_dataset(out_dir: Path, *, seed: int, images_per_class: int, image_size: int, shortcut: float,
-                  follow_up_fraction: float, duplicate_fraction: float, progress: bool = True) -> dict:
+                  shortcut_dir: Path | None = None, follow_up_fraction: float, duplicate_fraction: float,
+                  progress: bool = True) -> dict:
     """Writes out_dir/<class>/{images,masks}/<name>.png, replacing out_dir as a whole; returns a summary.
 
+    The films at out_dir never carry the class marker. With shortcut_dir, their twin is written there
+    too (replaced as a whole as well): the same names, masks and pixels, except that with probability
+    `shortcut` a film carries its class's marker outside the lungs; summary["shortcut_markers"] counts
+    the twin's marked files. Without a twin, the clean films are the same bytes whatever `shortcut`.
     images_per_class counts scans (first scans plus follow-ups); planted near-duplicates come on top.
     Every scan draws from its own generator, keyed by (seed, patient, scan), so a file's pixels do
     not depend on how many others are generated or in which order.
@@ -380,6 +413,9 @@ def write_dataset(out_dir: Path, *, seed: int, images_per_class: int, image_size
                         ("duplicate_fraction", duplicate_fraction)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if shortcut_dir is not None and overlapping_folders(out_dir, shortcut_dir):
+        raise ValueError(f"shortcut_dir {str(shortcut_dir)!r} must differ from out_dir {str(out_dir)!r}, and neither "
+                         f"may contain the other: each is replaced whole, so the twin would overwrite the clean set")
     patients_per_class = round(images_per_class / (1 + follow_up_fraction))
     n_duplicates = round(duplicate_fraction * images_per_class)
     # Patient ids and duplicate names are shuffled across classes so that neither encodes the class.
@@ -398,23 +434,30 @@ def write_dataset(out_dir: Path, *, seed: int, images_per_class: int, image_size
     jobs = tqdm(jobs, desc="synthetic X-rays", unit="image", disable=None if progress else True)
 
     counts, markers = dict.fromkeys(CLASSES, 0), 0
-    with atomic_dir(Path(out_dir)) as tmp:
-        for cls in CLASSES:
-            (tmp / cls / "images").mkdir(parents=True)
-            (tmp / cls / "masks").mkdir()
+    writing_twin = atomic_dir(Path(shortcut_dir)) if shortcut_dir is not None else nullcontext()
+    with atomic_dir(Path(out_dir)) as clean, writing_twin as twin:
+        folders = [clean] if twin is None else [clean, twin]
+        for folder in folders:
+            for cls in CLASSES:
+                (folder / cls / "images").mkdir(parents=True)
+                (folder / cls / "masks").mkdir()
         for cls, patient, scan, duplicate in jobs:
             anatomy = Anatomy.sample(np.random.default_rng([seed, 3, patient]))
             rng = np.random.default_rng([seed, 4, patient, scan])
-            marked = bool(rng.random() < shortcut)
-            image, mask = render_case(rng, cls, image_size, anatomy=anatomy, shortcut=marked)
-            _save(tmp / cls, f"p{patient:05d}_s{scan}.png", image, mask)
-            counts[cls] += 1
-            markers += marked
-            if duplicate:
-                copy, copy_mask = _near_duplicate(np.random.default_rng([seed, 5, duplicate]), image, mask)
-                _save(tmp / cls, f"x{duplicate:05d}.png", copy, copy_mask)
-                counts[cls] += 1
-                markers += marked
+            # Always drawn, and first: the film drawn after it is then the same whatever `shortcut` and the twin.
+            marked = bool(rng.random() < shortcut) and twin is not None
+            exposure = expose(rng, cls, image_size, anatomy=anatomy)
+            clean_image = exposure.develop(marked=False)
+            images = [clean_image, exposure.develop(marked=True) if marked else clean_image]
+            for folder, image in zip(folders, images):
+                _save(folder / cls, f"p{patient:05d}_s{scan}.png", image, exposure.mask)
+                if duplicate:
+                    # Seeded alike in both sets: each set's copy is its own film, exported the same way.
+                    copy, copy_mask = _near_duplicate(np.random.default_rng([seed, 5, duplicate]), image, exposure.mask)
+                    _save(folder / cls, f"x{duplicate:05d}.png", copy, copy_mask)
+            files = 2 if duplicate else 1
+            counts[cls] += files
+            markers += files * marked
     return {
         "counts": counts,
         "patients": patients_per_class * len(CLASSES),

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from cxr.params import Section, Seed
+
+
+def overlapping_folders(first: Path | str, second: Path | str) -> bool:
+    """Whether two folders are the same or one contains the other (a folder is relative to itself)."""
+    a, b = Path(first).resolve(), Path(second).resolve()
+    return a.is_relative_to(b) or b.is_relative_to(a)
 
 
 class GenerateParams(Section):
@@ -14,7 +22,15 @@ class GenerateParams(Section):
     image_size: int = Field(ge=64)
     follow_up_fraction: float = Field(ge=0, le=1)
     duplicate_fraction: float = Field(ge=0, le=1)
-    shortcut: float = Field(ge=0, le=1)
+    shortcut: float = Field(ge=0, le=1)  # share of the twin's films that carry the class marker
+    shortcut_dir: str  # the twin: the same films, some with the marker
+
+    @model_validator(mode="after")
+    def _twin_beside_the_clean_set(self) -> GenerateParams:
+        if overlapping_folders(self.out_dir, self.shortcut_dir):
+            raise ValueError(f"shortcut_dir {self.shortcut_dir!r} must differ from out_dir {self.out_dir!r}, and neither "
+                             f"may contain the other: each is replaced whole, so the twin would overwrite the clean set")
+        return self
 
 
 class RadiographyParams(Section):

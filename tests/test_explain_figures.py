@@ -1,0 +1,288 @@
+"""The explanation figures and the report's explanation tables, from small made-up explanations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr import paths
+from cxr.explain.figures import panel_rows, shared_image, write_class_panels, write_cross_model_figure, write_zones_figure
+from cxr.explain.results import Explanations
+from cxr.explain.scores import ZONES
+from cxr.report.summary import explanations_table, summary_table, zone_class, zones_table
+from tests.conftest import run_stage, tiny_params, write_params
+
+CLASSES = ["COVID-19", "Pneumonia", "Normal"]
+SIZE = 48
+MODELS = ["resnet18", "densenet161"]
+DATASETS = ["full", "lungs"]
+
+
+def make_explanations(names: list[str], labels: list[int], predictions: list[int], sampled: list[bool],
+                      *, seed: int = 0, has_mask: list[bool] | None = None) -> Explanations:
+    """Random films with a rectangular 'lung' mask and smooth random maps (saliency speckled, as gradients are)."""
+    rng = np.random.default_rng(seed)
+    n = len(names)
+    masks = np.zeros((n, SIZE, SIZE), dtype=bool)
+    masks[:, 8:40, 6:42] = True
+    has_mask = np.ones(n, dtype=bool) if has_mask is None else np.array(has_mask)
+    masks[~has_mask] = False
+    coarse = rng.random((2, n, 6, 6)).astype(np.float32)
+    cams = np.kron(coarse, np.ones((SIZE // 6, SIZE // 6), dtype=np.float32))
+    probabilities = rng.dirichlet(np.ones(len(CLASSES)), n).astype(np.float32)
+    return Explanations(
+        classes=list(CLASSES), names=np.array(names), labels=np.array(labels), predictions=np.array(predictions),
+        probabilities=probabilities, sampled=np.array(sampled), images=rng.integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8),
+        masks=masks, has_mask=has_mask, cam=cams[0], cam_true=cams[1],
+        saliency=(rng.random((n, SIZE, SIZE)) ** 4).astype(np.float32))
+
+
+def png(path: Path) -> Image.Image:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(path)
+    image.load()
+    assert image.format == "PNG"
+    return image
+
+
+def colour_blocks(path: Path) -> list[int]:
+    """Per band of rows that are largely strongly coloured and at least a tile high, how many separate blocks of
+    columns that are coloured in good part within it: the heat-map tiles of each row of a figure. Grey text, white
+    outlines and the paper are not coloured; the odd pixel that the palette's dithering tints, and red
+    titles, are too few to count."""
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    coloured = (pixels.max(axis=-1) - pixels.min(axis=-1)) > 40
+
+    def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(int), [0]])))
+        return list(zip(edges[::2], edges[1::2]))
+
+    bands = [(top, bottom) for top, bottom in runs(coloured.sum(axis=1) >= 40) if bottom - top >= 40]
+    return [len(runs(coloured[top:bottom].mean(axis=0) > 0.15)) for top, bottom in bands]
+
+
+@pytest.fixture
+def explained() -> Explanations:
+    # COVID-19: an extra misclassified image listed before the four sampled ones (the first and last of them
+    # misclassified, one without a mask); Pneumonia: a sampled image and a misclassified extra; Normal: none.
+    names = [f"covid/{i}.png" for i in range(5)] + ["pneumonia/0.png", "pneumonia/1.png"]
+    labels = [0, 0, 0, 0, 0, 1, 1]
+    predictions = [0, 1, 0, 0, 2, 1, 0]
+    sampled = [False, True, True, True, True, True, False]
+    return make_explanations(names, labels, predictions, sampled, has_mask=[True, True, False, True, True, True, True])
+
+
+def test_panel_rows_show_sampled_images_first_then_misclassified_ones(explained):
+    assert panel_rows(explained, 0, max_rows=4).tolist() == [1, 2, 3, 4]
+    assert panel_rows(explained, 0, max_rows=10).tolist() == [1, 2, 3, 4, 0]
+    assert panel_rows(explained, 1, max_rows=4).tolist() == [5, 6]
+    assert panel_rows(explained, 2, max_rows=4).tolist() == []
+
+
+def test_one_compact_panel_per_class_with_explained_images(explained, tmp_path):
+    written = write_class_panels(explained, tmp_path, title="resnet18 on full: gradcam at layer3 (7x7)")
+    # Normal has no explained image: no panel for it.
+    assert written == [tmp_path / "panel_covid19.png", tmp_path / "panel_pneumonia.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["panel_covid19.png", "panel_pneumonia.png"]
+    four_rows, two_rows = png(written[0]), png(written[1])
+    assert four_rows.width == two_rows.width and 300 < four_rows.width < 1000
+    assert two_rows.height < four_rows.height < 1200
+    assert all(path.stat().st_size < 300_000 for path in written)
+    # Three heat-map tiles on a misclassified row (CAMs of both classes, saliency), two on a correct one.
+    assert colour_blocks(written[0]) == [3, 2, 2, 3]
+    assert colour_blocks(written[1]) == [2, 3]
+    shorter = write_class_panels(explained, tmp_path / "fewer", title="t", max_rows=1)
+    assert png(shorter[0]).height < two_rows.height
+
+
+def test_panels_are_byte_identical_for_the_same_inputs(explained, tmp_path):
+    first = write_class_panels(explained, tmp_path / "a", title="same")
+    second = write_class_panels(explained, tmp_path / "b", title="same")
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def runs_sharing_a_sample() -> dict[tuple[str, str], Explanations]:
+    """Four runs explaining the same sampled test images, each class predicted right (titles stay black)."""
+    names = ["c/1.png", "c/2.png", "p/1.png", "p/2.png", "n/1.png"]
+    labels = [0, 0, 1, 1, 2]
+    return {(dataset, model): make_explanations(names, labels, labels, [True] * 5, seed=seed)
+            for seed, (dataset, model) in enumerate((d, m) for d in DATASETS for m in MODELS)}
+
+
+def test_cross_model_figure_shows_the_same_image_for_every_run(tmp_path):
+    runs = runs_sharing_a_sample()
+    path = tmp_path / "explanations.png"
+    write_cross_model_figure(runs, DATASETS, MODELS, path)
+    image = png(path)
+    assert image.width > image.height > 300
+    assert path.stat().st_size < 300_000
+    assert colour_blocks(path) == [4, 4, 4]
+    assert shared_image(list(runs.values()), "COVID-19") == "c/1.png"
+
+
+def test_cross_model_figure_leaves_cells_blank_where_a_run_lacks_the_image(tmp_path):
+    runs = runs_sharing_a_sample()
+    # One run never explained c/1.png (its sample differs), another is missing entirely.
+    kept = np.flatnonzero(runs["lungs", "resnet18"].names != "c/1.png")
+    lacking = runs["lungs", "resnet18"]
+    runs["lungs", "resnet18"] = make_explanations(lacking.names[kept].tolist(), lacking.labels[kept].tolist(),
+                                                  lacking.predictions[kept].tolist(), [True] * len(kept), seed=9)
+    assert shared_image(list(runs.values()), "COVID-19") == "c/2.png"  # c/2 is in every run: it replaces c/1
+    del runs["full", "densenet161"]
+    path = tmp_path / "explanations.png"
+    write_cross_model_figure(runs, DATASETS, MODELS, path)
+    assert colour_blocks(path) == [3, 3, 3]
+
+    # No image of the class in every run: the one most runs explain, the first run's order breaking ties.
+    only_first = make_explanations(["c/9.png", "p/1.png"], [0, 1], [0, 1], [True, True])
+    only_second = make_explanations(["c/8.png", "c/9.png", "p/1.png"], [0, 0, 1], [0, 0, 1], [True, True, True])
+    without = make_explanations(["p/1.png"], [1], [1], [True])
+    assert shared_image([only_first, only_second, without], "COVID-19") == "c/9.png"
+    assert shared_image([without, only_second], "COVID-19") == "c/8.png"
+    assert shared_image([without], "COVID-19") is None
+    fallback = tmp_path / "fallback.png"
+    write_cross_model_figure({("full", "resnet18"): only_second, ("lungs", "resnet18"): without}, DATASETS,
+                             ["resnet18"], fallback)
+    # COVID-19 row: only its own run's cell; Pneumonia row: both; no Normal image anywhere: no row.
+    assert colour_blocks(fallback) == [1, 2]
+
+
+def test_cross_model_figure_is_byte_identical_for_the_same_inputs(tmp_path):
+    write_cross_model_figure(runs_sharing_a_sample(), DATASETS, MODELS, tmp_path / "a.png")
+    write_cross_model_figure(runs_sharing_a_sample(), DATASETS, MODELS, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def zone_metrics(value: float | None, class_slug: str = "covid19") -> dict:
+    return {f"involved_{zone}_{class_slug}": value for zone in ZONES}
+
+
+def pixels_near(path: Path, colour: tuple[int, int, int], tolerance: int = 6) -> int:
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(colour)).max(axis=-1) <= tolerance).sum())
+
+
+BLUE, ORANGE, REFERENCE_GREY = (31, 119, 180), (255, 127, 14), (51, 51, 51)
+
+
+def test_zones_figure_draws_runs_and_reference_and_skips_missing_values(tmp_path):
+    zones = {("full", "resnet18"): zone_metrics(0.6), ("full", "densenet161"): zone_metrics(None)}
+    path = tmp_path / "zones.png"
+    write_zones_figure(zones, ["full"], MODELS, "covid19", path, class_name="COVID-19")
+    image = png(path)
+    assert image.width > image.height > 200 and path.stat().st_size < 300_000
+    # resnet18's bars (tab10 blue) fill far more than a legend patch; densenet161 (orange, all None) only its patch.
+    assert pixels_near(path, BLUE) > 5 * pixels_near(path, ORANGE)
+    assert pixels_near(path, ORANGE) > 0
+    with_reference = pixels_near(path, REFERENCE_GREY, tolerance=2)
+
+    # A class the reference does not describe gets no reference bars.
+    other = tmp_path / "normal.png"
+    write_zones_figure({key: zone_metrics(0.6, "normal") for key in zones}, ["full"], MODELS, "normal", other)
+    assert with_reference > 5 * max(pixels_near(other, REFERENCE_GREY, tolerance=2), 100)
+
+    again = tmp_path / "again.png"
+    write_zones_figure(zones, ["full"], MODELS, "covid19", again, class_name="COVID-19")
+    assert again.read_bytes() == path.read_bytes()
+
+
+def explain_metrics(**overrides) -> dict:
+    metrics = {"layer": "layer3", "grid": 7, "images": 36, "without_mask": 2}
+    for key, (mean, low, high) in {"cam_lung_energy": (0.412, 0.35, 0.47), "cam_lung_lift": (1.61, 1.4, 1.9),
+                                   "cam_pointing": (0.611, 0.472, 0.778), "saliency_lung_energy": (0.387, 0.37, 0.403),
+                                   "road": (0.143, 0.092, 0.201)}.items():
+        metrics |= {key: mean, f"{key}_ci_low": low, f"{key}_ci_high": high}
+    metrics |= {f"involved_{zone}_covid19": value for zone, value in zip(ZONES, (0.1, 0.4, 0.7, 0.25, 0.9))}
+    return metrics | overrides
+
+
+def test_explanations_table_rows_with_intervals():
+    no_mask = explain_metrics(cam_lung_energy=None, cam_lung_energy_ci_low=None, cam_lung_energy_ci_high=None,
+                              images=12, without_mask=12)
+    table = explanations_table([("full", "resnet18", explain_metrics()), ("lungs", "resnet18", no_mask)], "95%")
+    lines = table.splitlines()
+    assert "1.0 is what a uniform map scores" in lines[0]
+    assert lines[2] == ("| Dataset | Model | CAM layer (grid) | CAM lung energy [95% CI] | Lift [95% CI] "
+                        "| Pointing game [95% CI] | Saliency lung energy [95% CI] | ROAD [95% CI] | Images (without mask) |")
+    assert lines[4] == ("| full | resnet18 | layer3 (7x7) | 0.412 [0.350, 0.470] | 1.610 [1.400, 1.900] "
+                        "| 0.611 [0.472, 0.778] | 0.387 [0.370, 0.403] | 0.143 [0.092, 0.201] | 36 (2) |")
+    assert lines[5].startswith("| lungs | resnet18 | layer3 (7x7) | n/a | 1.610 [1.400, 1.900] |")
+    assert lines[5].endswith("| 12 (12) |")
+    assert len(lines) == 6
+
+
+def test_zones_table_has_each_run_and_the_reference_row():
+    runs = [("full", "resnet18", explain_metrics()), ("lungs", "resnet18", explain_metrics(involved_upper_covid19=None))]
+    lines = zones_table(runs, "COVID-19").splitlines()
+    assert "predicted as COVID-19" in lines[0] and "Abougazia et al. 2021" in lines[0]
+    assert lines[2] == "| Dataset | Model | Upper | Middle | Lower | Central | Peripheral |"
+    assert lines[4:] == ["| full | resnet18 | 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |",
+                         "| lungs | resnet18 | n/a | 0.400 | 0.700 | 0.250 | 0.900 |",
+                         "| Abougazia et al. 2021 | COVID-19 patients | 0.11 | 0.48 | 0.87 | - | 0.70 |"]
+
+
+def test_zone_class_is_the_covid_class():
+    assert zone_class(["Normal", "COVID-19", "Pneumonia"]) == "COVID-19"
+    assert zone_class(["covid", "Normal"]) == "covid"
+    assert zone_class(["Normal", "Pneumonia"]) is None
+
+
+def classify_metrics() -> dict:
+    return {"accuracy": 0.849, "accuracy_ci_low": 0.774, "accuracy_ci_high": 0.914, "macro_f1": 0.847,
+            "macro_f1_ci_low": 0.767, "macro_f1_ci_high": 0.913, "roc_auc_macro": None, "ece": 0.098, "n_test": 93}
+
+
+def test_summary_table_keeps_its_format():
+    assert summary_table([("full", "resnet18", classify_metrics())], "90%").splitlines() == [
+        "| Dataset | Model | Accuracy [90% CI] | Macro-F1 [90% CI] | ROC-AUC (macro) | ECE | Test images |",
+        "|---|---|---|---|---|---|---|",
+        "| full | resnet18 | 0.849 [0.774, 0.914] | 0.847 [0.767, 0.913] | n/a | 0.098 | 93 |"]
+
+
+def write_report_inputs(params: dict) -> None:
+    """Every file the report stage reads, as the evaluate, crosstest and explain stages would leave them."""
+    runs = runs_sharing_a_sample()
+    for dataset in params["datasets"]:
+        for model in params["models"]:
+            for path, data in ((paths.metrics_file(dataset, model), classify_metrics()),
+                               (paths.explain_metrics_file(dataset, model), explain_metrics())):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(data))
+            paths.explain_dir(dataset, model).mkdir(parents=True)
+            runs[dataset, model].save(paths.explain_maps_file(dataset, model))
+    for test in params["cross_tests"]:
+        for model in params["models"]:
+            path = paths.metrics_file(test["trained_on"], model, test["tested_on"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(classify_metrics()))
+
+
+def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
+    params = tiny_params(models=MODELS, datasets=DATASETS)
+    write_params(workdir, params)
+    write_report_inputs(params)
+    run_stage("report")
+    summary = paths.SUMMARY_FILE.read_text()
+    assert summary.count("| layer3 (7x7) | 0.412 [0.350, 0.470] |") == 4
+    assert "| Abougazia et al. 2021 | COVID-19 patients | 0.11 | 0.48 | 0.87 | - | 0.70 |" in summary
+    assert summary.count("| 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |") == 4
+    figures = [paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE]
+    assert all(png(path).width > 0 for path in figures)
+    assert colour_blocks(paths.EXPLANATIONS_FIGURE) == [4, 4, 4]
+    first = [path.read_bytes() for path in figures]
+    run_stage("report")
+    assert [path.read_bytes() for path in figures] == first
+
+
+def test_report_stage_names_a_missing_explanation(workdir):
+    params = tiny_params(models=MODELS, datasets=DATASETS)
+    write_params(workdir, params)
+    write_report_inputs(params)
+    paths.explain_maps_file("lungs", "densenet161").unlink()
+    with pytest.raises(SystemExit, match=r"reports/explain/lungs/densenet161/maps.npz not found.*dvc repro"):
+        run_stage("report")
+    assert not paths.SUMMARY_FILE.exists()

@@ -1,0 +1,80 @@
+"""The shortcut experiment of the README, end to end at test scale: `dvc exp run` with the datasets switched
+to the generator's twin set, whose films carry a class marker outside the lungs.
+
+Full-image models learn the marker: their maps leave the lungs and they fail on marker-free films of the
+second hospital. Lungs models cannot see it: their data is the same, so DVC does not even re-run them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_params, write_params
+from tests.test_pipeline import _dvc, _run, copy_pipeline
+
+pytestmark = pytest.mark.pipeline
+
+# The README's command, word for word.
+EXPERIMENT = ["-S", "dataset.full.source=synthetic_shortcut", "-S", "dataset.lungs.source=synthetic_shortcut"]
+
+
+def shortcut_params() -> dict:
+    """One model, enough films and epochs to learn something in a minute: the direction, not the default's size."""
+    params = tiny_params()
+    params["models"] = ["resnet18"]
+    params["model"] = {"resnet18": {**params["model"]["resnet18"], "image_size": 64}}
+    params["generate"].update(images_per_class=40, image_size=96)
+    params["generate_radiography"].update(images_per_class=20, image_size=96, mask_size=80)
+    params["prepare"]["image_size"] = 64
+    params["train"].update(epochs=4, batch_size=16)
+    params["explain"].update(images_per_class=5, max_misclassified=0)
+    return params
+
+
+def _metrics(repo: Path) -> dict[str, dict]:
+    return {str(path.relative_to(repo)): json.loads(path.read_text()) for path in (repo / "metrics").rglob("*.json")}
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict, set[str]]:
+    repo = tmp_path_factory.mktemp("shortcut")
+    copy_pipeline(repo)
+    write_params(repo, shortcut_params())
+    _run(repo, "git", "init", "-q")
+    _dvc(repo, "repro")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "clean baseline")
+    baseline = _metrics(repo)
+    lock_before = (repo / "dvc.lock").read_text()
+    _dvc(repo, "exp", "run", "-n", "shortcut", *EXPERIMENT)
+    import yaml
+
+    before, after = yaml.safe_load(lock_before)["stages"], yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    moved = {name for name in after if after[name] != before.get(name)}
+    return repo, baseline, _metrics(repo), moved
+
+
+def test_lungs_models_are_untouched(experiment):
+    _, baseline, shortcut, moved = experiment
+    # The twin's lungs view is byte for byte the clean one: nothing downstream of it runs again.
+    assert not any(name.endswith("-lungs") or name.endswith("-test1") for name in moved), moved
+    for path in ("metrics/classify/lungs/resnet18.json", "metrics/explain/lungs/resnet18.json",
+                 "metrics/cross/lungs-on-radiography_lungs/resnet18.json"):
+        assert shortcut[path] == baseline[path], path
+
+
+def test_full_models_learn_the_marker(experiment):
+    _, baseline, shortcut, moved = experiment
+    assert {"prepare@full", "train@resnet18-full", "explain@resnet18-full"} <= moved
+    explained = "metrics/explain/full/resnet18.json"
+    # The maps move off the lungs onto the marker...
+    assert shortcut[explained]["cam_lung_energy"] < baseline[explained]["cam_lung_energy"]
+    # ... and the second hospital's films, which carry no marker, are classified worse.
+    marker_free = "metrics/cross/full-on-radiography_full/resnet18.json"
+    assert shortcut[marker_free]["accuracy"] < baseline[marker_free]["accuracy"]
+    # On its own (marked) test split the shortcut model looks at least as good: the trap.
+    own = "metrics/classify/full/resnet18.json"
+    assert shortcut[own]["accuracy"] >= baseline[own]["accuracy"]

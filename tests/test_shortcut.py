@@ -22,14 +22,15 @@ EXPERIMENT = ["-S", "dataset.full.source=synthetic_shortcut", "-S", "dataset.lun
 
 
 def shortcut_params() -> dict:
-    """One model, enough films and epochs to learn something in a minute: the direction, not the default's size."""
+    """One model, enough films and epochs to learn something in a minute or two: the direction, not the default's
+    size. The second hospital without its tone curve: at this scale the only thing it should test is the marker."""
     params = tiny_params()
     params["models"] = ["resnet18"]
     params["model"] = {"resnet18": {**params["model"]["resnet18"], "image_size": 64}}
-    params["generate"].update(images_per_class=40, image_size=96)
-    params["generate_radiography"].update(images_per_class=20, image_size=96, mask_size=80)
+    params["generate"].update(images_per_class=100, image_size=96)
+    params["generate_radiography"].update(images_per_class=60, image_size=96, mask_size=80, gamma=1.0)
     params["prepare"]["image_size"] = 64
-    params["train"].update(epochs=4, batch_size=16)
+    params["train"].update(epochs=8, batch_size=16)
     params["explain"].update(images_per_class=5, max_misclassified=0)
     return params
 
@@ -44,6 +45,8 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, di
     copy_pipeline(repo)
     write_params(repo, shortcut_params())
     _run(repo, "git", "init", "-q")
+    _run(repo, "git", "add", "-A")
+    _run(repo, "git", "commit", "-qm", "tiny pipeline")
     _dvc(repo, "repro")
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "clean baseline")

@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = summary_table(runs, level)
     if cross:
         summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + cross_table(cross, level)
-    summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images and of the misclassified "
-                f"ones; {EXPLANATIONS_FIGURE.name} shows the same images across runs):\n\n" + explanations_table(explain_runs, level))
+    summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images, the same in every run, "
+                "and of each run's misclassified ones, which have figures of their own in metrics/explain; "
+                f"{EXPLANATIONS_FIGURE.name} shows one image per class across runs):\n\n" + explanations_table(explain_runs, level))
     # The classes come from the explained runs: the report declares no classes param, and they all share one list.
     classes = explained[datasets[0], models[0]].classes
     zones_class = zone_class(classes)

@@ -191,7 +191,7 @@ def test_zones_figure_draws_runs_and_reference_and_skips_missing_values(tmp_path
 
 
 def explain_metrics(**overrides) -> dict:
-    metrics = {"layer": "layer3", "grid": 7, "images": 36, "without_mask": 2}
+    metrics = {"layer": "layer3", "grid": 7, "images": 36, "sampled": 24, "without_mask": 2}
     for key, (mean, low, high) in {"cam_lung_energy": (0.412, 0.35, 0.47), "cam_lung_lift": (1.61, 1.4, 1.9),
                                    "cam_pointing": (0.611, 0.472, 0.778), "saliency_lung_energy": (0.387, 0.37, 0.403),
                                    "road": (0.143, 0.092, 0.201)}.items():
@@ -202,16 +202,16 @@ def explain_metrics(**overrides) -> dict:
 
 def test_explanations_table_rows_with_intervals():
     no_mask = explain_metrics(cam_lung_energy=None, cam_lung_energy_ci_low=None, cam_lung_energy_ci_high=None,
-                              images=12, without_mask=12)
+                              images=12, sampled=9, without_mask=12)
     table = explanations_table([("full", "resnet18", explain_metrics()), ("lungs", "resnet18", no_mask)], "95%")
     lines = table.splitlines()
     assert "1.0 is what a uniform map scores" in lines[0]
     assert lines[2] == ("| Dataset | Model | CAM layer (grid) | CAM lung energy [95% CI] | Lift [95% CI] "
-                        "| Pointing game [95% CI] | Saliency lung energy [95% CI] | ROAD [95% CI] | Images (without mask) |")
+                        "| Pointing game [95% CI] | Saliency lung energy [95% CI] | ROAD [95% CI] | Sample of (explained; without mask) |")
     assert lines[4] == ("| full | resnet18 | layer3 (7x7) | 0.412 [0.350, 0.470] | 1.610 [1.400, 1.900] "
-                        "| 0.611 [0.472, 0.778] | 0.387 [0.370, 0.403] | 0.143 [0.092, 0.201] | 36 (2) |")
+                        "| 0.611 [0.472, 0.778] | 0.387 [0.370, 0.403] | 0.143 [0.092, 0.201] | 24 (36; 2) |")
     assert lines[5].startswith("| lungs | resnet18 | layer3 (7x7) | n/a | 1.610 [1.400, 1.900] |")
-    assert lines[5].endswith("| 12 (12) |")
+    assert lines[5].endswith("| 9 (12; 12) |")
     assert len(lines) == 6
 
 

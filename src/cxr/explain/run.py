@@ -84,7 +84,13 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
         smooth = params.saliency == "smoothgrad"
         saliency = saliency_maps(model, inputs, guess, samples=params.smoothgrad_samples if smooth else 1,
                                  noise=params.smoothgrad_noise if smooth else 0.0, seed=params.seed + start)
-        parts["road"].append(road_scores(model, inputs, cam, guess, params.road_percentiles))
+        # ROAD enters only the sample's figures, and it is most of the stage's time: the extra misclassified
+        # images skip it.
+        road = np.full(len(batch), np.nan, dtype=np.float32)
+        in_sample = np.flatnonzero(sampled[start:start + len(batch)])
+        if len(in_sample):
+            road[in_sample] = road_scores(model, inputs[in_sample], cam[in_sample], guess[in_sample], params.road_percentiles)
+        parts["road"].append(road)
         parts["images"].append(np.round(shown.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8))
         parts["masks"].append(masks.numpy())
         parts["cam"].append(cam)

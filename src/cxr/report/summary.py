@@ -82,14 +82,15 @@ def cross_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> str
 
 def explanations_table(runs: list[tuple[str, str, dict]], level: str) -> str:
     """Where each run's maps fall (`runs`: (dataset, model, explain metrics)), under the line that says how to
-    read its lift; the mask-based columns count only the explained images with a lung mask."""
+    read its lift; the figures are over the class-balanced sample (the same films in every run), mask-based
+    ones over its images with a lung mask."""
     lines = [
         "Lift is the share of the map inside the lungs over the lungs' share of the image: 1.0 is what a uniform "
         "map scores, above 1 the map favours the lungs; ROAD above 0 means removing the pixels the CAM ranks "
         "highest lowers the prediction more than removing those it ranks lowest.",
         "",
         f"| Dataset | Model | CAM layer (grid) | CAM lung energy [{level} CI] | Lift [{level} CI] "
-        f"| Pointing game [{level} CI] | Saliency lung energy [{level} CI] | ROAD [{level} CI] | Images (without mask) |",
+        f"| Pointing game [{level} CI] | Saliency lung energy [{level} CI] | ROAD [{level} CI] | Sample of (explained; without mask) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset, model, m in runs:
@@ -97,7 +98,7 @@ def explanations_table(runs: list[tuple[str, str, dict]], level: str) -> str:
             f"| {dataset} | {model} | {m['layer']} ({m['grid']}x{m['grid']}) | {_with_interval(m, 'cam_lung_energy')} "
             f"| {_with_interval(m, 'cam_lung_lift')} | {_with_interval(m, 'cam_pointing')} "
             f"| {_with_interval(m, 'saliency_lung_energy')} | {_with_interval(m, 'road')} "
-            f"| {m['images']} ({m['without_mask']}) |"
+            f"| {m['sampled']} ({m['images']}; {m['without_mask']}) |"
         )
     return "\n".join(lines) + "\n"
 
@@ -112,7 +113,7 @@ def zones_table(runs: list[tuple[str, str, dict]], class_name: str) -> str:
     beside the share of COVID-19 patients with findings there (Abougazia et al. 2021)."""
     key = slug(class_name)
     lines = [
-        f"Share of the explained test images predicted as {class_name} whose CAM involves each lung zone (holds at "
+        f"Share of the sampled test images predicted as {class_name} whose CAM involves each lung zone (holds at "
         "least the zone's share of the lung area in map mass), beside the share of COVID-19 patients with findings "
         "there on chest X-rays (Abougazia et al. 2021, doi 10.1155/2021/4496488; central not reported):",
         "",

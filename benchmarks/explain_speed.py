@@ -21,6 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from benchmark import synchronize  # noqa: E402  (benchmarks/benchmark.py, beside this script)
+
 from cxr.explain.layers import choose_target_layer  # noqa: E402
 from cxr.explain.maps import class_activation_maps, road_scores, saliency_maps  # noqa: E402
 from cxr.explain.params import ExplainParams  # noqa: E402
@@ -30,11 +32,6 @@ from cxr.models.checkpoints import load_checkpoint  # noqa: E402
 from cxr.models.inference import model_input, resolve_device  # noqa: E402
 from cxr.params import Names, load_params  # noqa: E402
 from cxr.paths import model_file, predictions_file, split_dir  # noqa: E402
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def seconds(run, device: torch.device, repeats: int) -> float:

@@ -535,7 +535,7 @@ def explanations(count: int = 5, size: int = 16, seed: int = 0) -> Explanations:
         classes=["COVID-19", "Pneumonia", "Normal"], names=np.array([f"n{i}.png" for i in range(count)]),
         labels=rng.integers(0, 3, count), predictions=rng.integers(0, 3, count),
         probabilities=rng.dirichlet(np.ones(3), count).astype(np.float32), sampled=np.arange(count) < 3,
-        images=rng.integers(0, 256, (count, size, size), dtype=np.uint8), masks=masks, has_mask=masks.any(axis=(1, 2)),
+        images=rng.integers(0, 256, (count, size, size), dtype=np.uint8), masks=masks,
         cam=rng.random((count, size, size), dtype=np.float32), cam_true=rng.random((count, size, size), dtype=np.float32),
         saliency=rng.random((count, size, size), dtype=np.float32))
 

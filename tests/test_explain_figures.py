@@ -37,7 +37,7 @@ def make_explanations(names: list[str], labels: list[int], predictions: list[int
     return Explanations(
         classes=list(CLASSES), names=np.array(names), labels=np.array(labels), predictions=np.array(predictions),
         probabilities=probabilities, sampled=np.array(sampled), images=rng.integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8),
-        masks=masks, has_mask=has_mask, cam=cams[0], cam_true=cams[1],
+        masks=masks, cam=cams[0], cam_true=cams[1],
         saliency=(rng.random((n, SIZE, SIZE)) ** 4).astype(np.float32))
 
 

@@ -50,11 +50,10 @@ def copy_pipeline(target: Path) -> None:
         shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
 
 
-@pytest.fixture(scope="module")
-def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("repo")
+def baseline_repo(repo: Path, params: dict) -> Path:
+    """A git repository at `repo` with the pipeline and `params`, reproduced and committed."""
     copy_pipeline(repo)
-    write_params(repo, tiny_params())
+    write_params(repo, params)
     _run(repo, "git", "init", "-q")
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "tiny pipeline")
@@ -62,6 +61,11 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "baseline run")
     return repo
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return baseline_repo(tmp_path_factory.mktemp("repo"), tiny_params())
 
 
 def test_repro_builds_every_run_and_the_report(pipeline_repo):

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import tiny_params, write_params
-from tests.test_pipeline import _dvc, _run, copy_pipeline
+from tests.conftest import tiny_params
+from tests.test_pipeline import _dvc, baseline_repo
 
 pytestmark = pytest.mark.pipeline
 
@@ -41,20 +42,10 @@ def _metrics(repo: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict, set[str]]:
-    repo = tmp_path_factory.mktemp("shortcut")
-    copy_pipeline(repo)
-    write_params(repo, shortcut_params())
-    _run(repo, "git", "init", "-q")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "commit", "-qm", "tiny pipeline")
-    _dvc(repo, "repro")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "commit", "-qm", "clean baseline")
+    repo = baseline_repo(tmp_path_factory.mktemp("shortcut"), shortcut_params())
     baseline = _metrics(repo)
     lock_before = (repo / "dvc.lock").read_text()
     _dvc(repo, "exp", "run", "-n", "shortcut", *EXPERIMENT)
-    import yaml
-
     before, after = yaml.safe_load(lock_before)["stages"], yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     moved = {name for name in after if after[name] != before.get(name)}
     return repo, baseline, _metrics(repo), moved

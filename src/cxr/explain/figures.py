@@ -35,11 +35,6 @@ NOTE_COLOR = "0.45"
 DATASET_HATCHES = ("", "////", "....", "xxxx")  # the runs of one model share its colour
 
 
-def has_zone_reference(class_slug: str) -> bool:
-    """Abougazia et al. 2021 counted COVID-19 patients: their zone shares are a reference for that class only."""
-    return class_slug.startswith("covid")
-
-
 def write_class_panels(explained: Explanations, out_dir: Path, title: str, max_rows: int = 4) -> list[Path]:
     """One panel_<class>.png per true class with explained images: a row per image, sampled ones first, then
     the ones added because misclassified, at most max_rows; columns image | CAM of the prediction | CAM of the
@@ -124,7 +119,7 @@ def write_zones_figure(zones: Mapping[tuple[str, str], dict], datasets: Sequence
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
-    from cxr.explain.scores import ABOUGAZIA_2021, ZONES
+    from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
 
     shown = class_name or class_slug
     series = [(f"{model} / {dataset}", colormaps["tab10"](m % 10), DATASET_HATCHES[d % len(DATASET_HATCHES)],

@@ -24,13 +24,17 @@ class Explanations:
     sampled: np.ndarray  # (N,) bool: in the class-balanced sample (False: added because misclassified)
     images: np.ndarray  # (N, S, S) uint8: the model's input before normalisation
     masks: np.ndarray  # (N, S, S) bool: lung mask; all False where the image has none
-    has_mask: np.ndarray  # (N,) bool
     cam: np.ndarray  # (N, S, S) float32 in [0, 1]: class-activation map of the predicted class
     cam_true: np.ndarray  # (N, S, S) float32 in [0, 1]: of the true class (equal to cam where correct)
     saliency: np.ndarray  # (N, S, S) float32 in [0, 1]: input-gradient saliency of the predicted class
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def has_mask(self) -> np.ndarray:
+        """(N,) bool: whether the image has a lung mask."""
+        return self.masks.reshape(len(self.masks), -1).any(axis=1)
 
     def save(self, path: Path) -> None:
         """Maps stored as uint8 (1/255 steps are far below what a heat map shows), the rest as is."""

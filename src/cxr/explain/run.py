@@ -72,7 +72,6 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
         batch = indices[start:start + params.batch_size]
         raw = torch.from_numpy(np.asarray(test.images[batch]))[:, None].to(device)
         inputs = model_input(raw, size, meta["mean"], meta["std"])
-        shown = model_input(raw, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))[:, 0]
         masks = torch.from_numpy(np.asarray(test.masks[batch]))[:, None].float()
         masks = F.interpolate(masks, size=(size, size), mode="nearest")[:, 0] > 0.5
         label, guess = labels[start:start + len(batch)], predicted[start:start + len(batch)]
@@ -91,7 +90,8 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
         if len(in_sample):
             road[in_sample] = road_scores(model, inputs[in_sample], cam[in_sample], guess[in_sample], params.road_percentiles)
         parts["road"].append(road)
-        parts["images"].append(np.round(shown.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8))
+        shown = inputs[:, 0] * meta["std"][0] + meta["mean"][0]  # the resized pixels, before normalisation
+        parts["images"].append(np.round(shown.clamp(0, 1).detach().cpu().numpy() * 255).astype(np.uint8))
         parts["masks"].append(masks.numpy())
         parts["cam"].append(cam)
         parts["cam_true"].append(cam_true)
@@ -100,8 +100,7 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
     explained = Explanations(
         classes=list(classes), names=test.names[indices], labels=labels, predictions=predicted,
         probabilities=probabilities[indices], sampled=sampled, images=joined["images"], masks=joined["masks"].astype(bool),
-        has_mask=joined["masks"].reshape(len(indices), -1).any(axis=1), cam=joined["cam"], cam_true=joined["cam_true"],
-        saliency=joined["saliency"])
+        cam=joined["cam"], cam_true=joined["cam_true"], saliency=joined["saliency"])
     metrics = {"layer": layer.name, "grid": min(layer.grid), "method": params.method, "images": len(indices),
                "sampled": int(sampled.sum()), "misclassified": int((labels != predicted).sum()),
                "without_mask": int((~explained.has_mask).sum())}

@@ -18,6 +18,11 @@ ZONES = ("upper", "middle", "lower", "central", "peripheral")
 ABOUGAZIA_2021 = {"upper": 0.11, "middle": 0.48, "lower": 0.87, "peripheral": 0.70}
 
 
+def has_zone_reference(class_slug: str) -> bool:
+    """Abougazia et al. 2021 counted COVID-19 patients: their zone shares are a reference for that class only."""
+    return class_slug.startswith("covid")
+
+
 def lung_energy_fraction(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Share of the map's mass inside the lungs; NaN for a map with no mass (it points nowhere)."""
     total = float(heatmap.sum())

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # a bare Figure needs no GUI backend: the pipeline runs on servers and in CI
 
-from cxr.explain.figures import has_zone_reference
 from cxr.explain.results import Explanations
-from cxr.explain.scores import ABOUGAZIA_2021, ZONES
+from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
 from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
 from cxr.paths import explain_maps_file, explain_metrics_file, metrics_file
@@ -21,24 +20,22 @@ class MissingMetrics(FileNotFoundError):
 
 
 def load_metrics(dataset: str, model: str, tested_on: str | None = None) -> dict:
-    path = metrics_file(dataset, model, tested_on)
-    if not path.exists():
-        raise MissingMetrics(f"{path} not found: evaluate {model}/{dataset} on {tested_on or dataset} first (`dvc repro`)")
+    path = _existing(metrics_file(dataset, model, tested_on), f"evaluate {model}/{dataset} on {tested_on or dataset}")
     return json.loads(path.read_text())
 
 
 def load_explain_metrics(dataset: str, model: str) -> dict:
-    path = explain_metrics_file(dataset, model)
-    if not path.exists():
-        raise MissingMetrics(f"{path} not found: explain {model}/{dataset} first (`dvc repro`)")
-    return json.loads(path.read_text())
+    return json.loads(_existing(explain_metrics_file(dataset, model), f"explain {model}/{dataset}").read_text())
 
 
 def load_explanations(dataset: str, model: str) -> Explanations:
-    path = explain_maps_file(dataset, model)
+    return Explanations.load(_existing(explain_maps_file(dataset, model), f"explain {model}/{dataset}"))
+
+
+def _existing(path: Path, stage: str) -> Path:
     if not path.exists():
-        raise MissingMetrics(f"{path} not found: explain {model}/{dataset} first (`dvc repro`)")
-    return Explanations.load(path)
+        raise MissingMetrics(f"{path} not found: {stage} first (`dvc repro`)")
+    return path
 
 
 def _number(value: float | None) -> str:

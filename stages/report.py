@@ -1,5 +1,6 @@
 """Gather every model x dataset run into one summary: scores, cross tests and where the explanation maps fall,
-with a comparison figure, the CAMs of the same test images across every run, and the lung zones they involve.
+with a comparison figure, the CAMs of the same test images across every run, and the lung zones they involve;
+then the lung segmenter per dataset and the cascade (lungs models on films cut out by the segmenter).
 
     python stages/report.py
 """
@@ -18,12 +19,16 @@ from cxr.params import Names, stage_arguments, stage_params
 from cxr.paths import COMPARISON_FIGURE, EXPLANATIONS_FIGURE, SUMMARY_FILE, ZONES_FIGURE
 from cxr.report.summary import (
     MissingMetrics,
+    cascade_table,
     comparison_figure,
     cross_table,
+    diagnosis_runs,
     explanations_table,
     load_explain_metrics,
     load_explanations,
     load_metrics,
+    load_segment_metrics,
+    segmentation_table,
     summary_table,
     zone_class,
     zones_table,
@@ -32,7 +37,7 @@ from cxr.report.summary import (
 
 def main(argv: list[str] | None = None) -> None:
     stage_arguments(__doc__, argv)
-    params = stage_params({"datasets": Names, "models": Names, "cross_tests": CrossTests,
+    params = stage_params({"datasets": Names, "models": Names, "cross_tests": CrossTests, "segmented_dataset": dict,
                            "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)]})
     datasets, models = params["datasets"], params["models"]
 
@@ -43,10 +48,12 @@ def main(argv: list[str] | None = None) -> None:
                   own[test.trained_on, model]) for test in params["cross_tests"] for model in models]
         explain_runs = [(dataset, model, load_explain_metrics(dataset, model)) for dataset in datasets for model in models]
         explained = {(dataset, model): load_explanations(dataset, model) for dataset in datasets for model in models}
+        segment_runs = [(dataset, *load_segment_metrics(dataset)) for dataset in datasets]
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"
-    summary = summary_table(runs, level)
+    # In label mode `diagnosis` the segmenter classifies too, and is compared beside the CNNs.
+    summary = summary_table(runs + diagnosis_runs(segment_runs), level)
     if cross:
         summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + cross_table(cross, level)
     summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images, the same in every run, "
@@ -57,6 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     zones_class = zone_class(classes)
     if zones_class is not None:
         summary += f"\nLung zones of {zones_class} predictions ({ZONES_FIGURE.name}):\n\n" + zones_table(explain_runs, zones_class)
+    summary += ("\nLung segmentation (YOLOv8n-seg) on each dataset's test split; plausible: two lungs of similar size, "
+                "a lung-like share of the image, centred, off the border; per image in reports/segment/<dataset>/:\n\n"
+                + segmentation_table(segment_runs, level))
+    cascade = [run for run in cross if run[1] in params["segmented_dataset"]]
+    if cascade:
+        summary += ("\nCascade: the lungs models on the same test films cut out with the segmenter's masks instead of "
+                    "the true ones (cost: true-mask score minus segmenter-mask score):\n\n" + cascade_table(cascade, level))
     write_text(SUMMARY_FILE, summary)
     comparison_figure(COMPARISON_FIGURE, runs, datasets, models, level)
     write_cross_model_figure(explained, datasets, models, EXPLANATIONS_FIGURE)

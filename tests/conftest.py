@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import socket
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -12,6 +14,11 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Ultralytics reads these once, at its first import: this session's settings file and fonts go to a folder
+# of its own, never the user's, whichever test imports it first (cxr.segment.yolo does the same per stage).
+os.environ.update(YOLO_CONFIG_DIR=tempfile.mkdtemp(prefix="ultralytics-tests-"), YOLO_OFFLINE="1",
+                  YOLO_AUTOINSTALL="false", YOLO_VERBOSE="false")
 
 
 def default_params() -> dict:
@@ -27,6 +34,8 @@ def tiny_params(**overrides) -> dict:
     params["train"].update(epochs=1, batch_size=8)
     params["evaluate"].update(bootstrap_resamples=100, batch_size=16)
     params["explain"].update(images_per_class=2, max_misclassified=2, road_percentiles=[50], smoothgrad_samples=2)
+    params["segment"]["train"].update(image_size=64, epochs=1, batch_size=8)
+    params["segment"]["evaluate"].update(gallery=2, images_per_class=2)
     params["device"] = "cpu"
     for name, entry in params["model"].items():
         entry["image_size"] = 75 if entry["arch"] == "inception_v3" else 32

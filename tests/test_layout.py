@@ -117,10 +117,25 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
         return {paths.index_dir(item), paths.source_report_file(item)}, {Path(params["source"][item]["path"])}
     if name == "prepare":
         return {paths.prepared_dir(item), paths.view_report_file(item)}, {paths.index_dir(params["dataset"][item]["source"])}
+    if name == "prepare_segmented":
+        return ({paths.prepared_dir(item), paths.view_report_file(item)},
+                {paths.index_dir(params["segmented_dataset"][item]["source"]), paths.SEGMENTER_FILE})
+    if name == "segment_export":
+        return {paths.segment_export_dir(item)}, {paths.prepared_dir(item)}
+    if name == "segment_train":
+        return {paths.SEGMENTER_FILE, paths.SEGMENT_TRAIN_SUMMARY, paths.SEGMENT_TRAIN_CURVES}, {paths.SEGMENT_EXPORTS}
+    if name == "segment_evaluate":
+        return ({paths.segment_metrics_file(item), paths.segment_predictions_file(item)},
+                {paths.SEGMENTER_FILE, paths.split_dir(item, "test"), paths.view_file(item)})
+    if name == "segment_explain":
+        return ({paths.segment_interpretation_file(item), paths.segment_gallery_file(item), paths.segment_zones_file(item)},
+                {paths.SEGMENTER_FILE, paths.split_dir(item, "test"), paths.segment_metrics_file(item),
+                 paths.segment_predictions_file(item)})
     if name == "report":
         return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE},
                 {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
-                 paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent})
+                 paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent,
+                 paths.segment_metrics_file("x").parent.parent})
     if name == "crosstest":
         model, test = next((m, t) for m in params["models"] for i, t in enumerate(params["cross_tests"])
                            if item == f"{m}-test{i}")
@@ -147,8 +162,9 @@ def test_declared_outputs_are_the_paths_the_code_writes():
     params = default_params()
     stages = resolved_stages()
     runs = len(params["models"]) * len(params["datasets"])
+    segment = 1 + 3 * len(params["datasets"]) + len(params["segmented_dataset"])
     assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 3 * runs
-                           + len(params["models"]) * len(params["cross_tests"]) + 1)
+                           + len(params["models"]) * len(params["cross_tests"]) + 1 + segment)
     for address, (outs, deps) in stages.items():
         expected_outs, expected_inputs = expected_paths(address, params)
         assert {Path(p) for p in outs} == expected_outs, address

@@ -93,7 +93,19 @@ def test_repro_builds_every_run_and_the_report(pipeline_repo):
     cross = {f"| {t['trained_on']} | {t['tested_on']} | {m} |" for t in params["cross_tests"] for m in params["models"]}
     # Three tables have a row per run: scores, explanations, COVID-19 lung zones.
     assert sum(line.startswith(tuple(own)) for line in lines) == 3 * len(own) == 24
-    assert sum(line.startswith(tuple(cross)) for line in lines) == len(cross) == 8
+    assert sum(line.startswith(tuple(cross)) for line in lines) == len(cross) == 12
+    for dataset in params["datasets"]:
+        segmented = json.loads((repo / "metrics" / "segment" / "evaluate" / f"{dataset}.json").read_text())
+        assert 0 <= segmented["dice"] <= 1 and segmented["images"] > 0
+        assert 0 <= json.loads((repo / "metrics" / "segment" / "explain" / f"{dataset}.json").read_text())["images"]
+        for figure in ("gallery.png", "zones.png"):
+            assert (repo / "reports" / "segment" / dataset / figure).read_bytes()[:4] == b"\x89PNG"
+        assert any(line.startswith(f"| {dataset} | ") and line.count("|") == 11 for line in lines)  # segmentation row
+    view = json.loads((repo / "reports" / "data" / "views" / "lungs_segmented.json").read_text())
+    assert view["masks"] == "segmenter" and view["counts"]["train"] == {c: 0 for c in params["classes"]}
+    assert view["segmenter_mask_checks"]["masks"] == view["images_kept"]
+    cascade = [line for line in lines if line.startswith(tuple(f"| {m} | " for m in params["models"]))]
+    assert len(cascade) == len(params["models"])
     assert changed_stages(repo) == set()
     shown = json.loads(_dvc(repo, "metrics", "show", "--json"))
     metrics = shown[""]["data"]["metrics/classify/lungs/inception_v3.json"]["data"]
@@ -139,11 +151,12 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
     _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=150))
     try:
         params = tiny_params()
-        # explain reads the bootstrap settings too: its intervals are made like evaluate's.
+        # explain and the segmenter's evaluation read the bootstrap settings too: their intervals are made like evaluate's.
         assert changed_stages(repo) == ({f"{s}@{m}-{d}" for s in ("evaluate", "explain")
                                          for m in params["models"] for d in params["datasets"]}
                                         | {f"crosstest@{m}-test{i}" for m in params["models"]
-                                           for i in range(len(params["cross_tests"]))})
+                                           for i in range(len(params["cross_tests"]))}
+                                        | {f"segment_{s}@{d}" for s in ("evaluate", "explain") for d in params["datasets"]})
         _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
         # The report prints the level in its table, so it reads that one key too.
         assert "report" in changed_stages(repo)
@@ -154,13 +167,13 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
 def test_adding_a_params_section_and_a_library_module_invalidates_nothing(pipeline_repo):
     """A new stage's section and code must not re-run the existing stages (issue: every change re-ran everything)."""
     repo = pipeline_repo
-    _edit_params(repo, lambda p: p.update(segment={"epochs": 2, "image_size": 64}))
-    (repo / "src" / "cxr" / "segment").mkdir()
-    (repo / "src" / "cxr" / "segment" / "__init__.py").write_text('"""Lung segmentation."""\n')
+    _edit_params(repo, lambda p: p.update(predict={"batch_size": 8}))
+    (repo / "src" / "cxr" / "predict").mkdir()
+    (repo / "src" / "cxr" / "predict" / "__init__.py").write_text('"""Prediction on new X-rays."""\n')
     try:
         assert changed_stages(repo) == set()
     finally:
-        shutil.rmtree(repo / "src" / "cxr" / "segment")
+        shutil.rmtree(repo / "src" / "cxr" / "predict")
         _run(repo, "git", "checkout", "params.yaml")
 
 
@@ -174,7 +187,8 @@ def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     moved = {name for name in lock_after if lock_after[name] != lock_before[name]}
     allowed = {"train@resnet18-full", "train@resnet18-lungs", "evaluate@resnet18-full", "evaluate@resnet18-lungs",
-               "crosstest@resnet18-test0", "crosstest@resnet18-test1", "explain@resnet18-full", "explain@resnet18-lungs",
+               "crosstest@resnet18-test0", "crosstest@resnet18-test1", "crosstest@resnet18-test2",
+               "explain@resnet18-full", "explain@resnet18-lungs",
                "report"}
     assert {"train@resnet18-full", "train@resnet18-lungs"} <= moved <= allowed
     shown = json.loads(_dvc(repo, "exp", "show", "--json"))
@@ -195,6 +209,26 @@ def test_data_params_invalidate_only_their_source_or_view(pipeline_repo):
         assert changed_stages(repo) - before == {"prepare@radiography_lungs"}
         _run(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["prepare"].update(lung_margin=0.1))
-        assert changed_stages(repo) - before == {f"prepare@{name}" for name in tiny_params()["dataset"]}
+        assert changed_stages(repo) - before == ({f"prepare@{name}" for name in tiny_params()["dataset"]}
+                                                 | {f"prepare_segmented@{name}" for name in tiny_params()["segmented_dataset"]})
+    finally:
+        _run(repo, "git", "checkout", "params.yaml")
+
+
+def test_segment_params_invalidate_only_the_segmentation_stages_that_read_them(pipeline_repo):
+    repo = pipeline_repo
+    _run(repo, "git", "checkout", "params.yaml")
+    before = changed_stages(repo)
+    datasets = tiny_params()["datasets"]
+    try:
+        _edit_params(repo, lambda p: p["segment"]["train"].update(epochs=2))
+        assert changed_stages(repo) - before == {"segment_train"}
+        _run(repo, "git", "checkout", "params.yaml")
+        _edit_params(repo, lambda p: p["segment"].update(label_mode="diagnosis"))
+        assert changed_stages(repo) - before == {"segment_train"} | {f"segment_export@{d}" for d in datasets}
+        _run(repo, "git", "checkout", "params.yaml")
+        _edit_params(repo, lambda p: p["segment"]["evaluate"].update(confidence=0.5))
+        assert changed_stages(repo) - before == ({f"segment_{s}@{d}" for s in ("evaluate", "explain") for d in datasets}
+                                                 | {"prepare_segmented@lungs_segmented"})
     finally:
         _run(repo, "git", "checkout", "params.yaml")

@@ -321,3 +321,11 @@ def test_a_test_only_dataset_holds_every_usable_image_in_its_test_split(raw, wor
     assert len(_names("full")) == usable
     with pytest.raises(SystemExit, match=r"training split has no images of .*test_only dataset is an external test set"):
         run_stage("train", "--model", "resnet18", "--dataset", "full")
+
+
+def test_lungs_view_of_an_empty_mask_is_black():
+    """A segmenter that finds no lungs leaves nothing of the film to classify: a black view, not a crash."""
+    film = np.full((80, 60), 200, dtype=np.uint8)
+    image, mask = make_view(film, np.zeros(film.shape, dtype=bool), "lungs", 32, margin=0.05)
+    assert image.shape == mask.shape == (32, 32)
+    assert not image.any() and not mask.any()

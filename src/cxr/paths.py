@@ -111,3 +111,42 @@ def explain_maps_file(dataset: str, model: str) -> Path:
 
 EXPLANATIONS_FIGURE = Path("reports/explanations.png")
 ZONES_FIGURE = Path("reports/zones.png")
+
+
+def segment_export_dir(dataset: str) -> Path:
+    """One prepared dataset exported for Ultralytics: images/ and labels/ per split, data.yaml, export.json."""
+    return Path("data/segment") / dataset
+
+
+SEGMENT_EXPORTS = Path("data/segment")
+SEGMENTER_FILE = Path("models/segment/segmenter.pt")
+SEGMENT_TRAIN_LOG = Path("reports/segment/train")  # dvclive's folder, as the classifiers' train_log_dir
+SEGMENT_TRAIN_SUMMARY = SEGMENT_TRAIN_LOG / "metrics.json"
+SEGMENT_TRAIN_CURVES = SEGMENT_TRAIN_LOG / "plots" / "metrics"
+
+
+def segment_metrics_file(dataset: str) -> Path:
+    """The segmenter on the dataset's test split: Dice, IoU, mask mAP, failures, anatomical checks."""
+    return Path("metrics/segment/evaluate") / f"{dataset}.json"
+
+
+def segment_interpretation_file(dataset: str) -> Path:
+    """Where the segmenter attends, how unsure it is and on which lung zones, by diagnosis."""
+    return Path("metrics/segment/explain") / f"{dataset}.json"
+
+
+def segment_report_dir(dataset: str) -> Path:
+    return Path("reports/segment") / dataset
+
+
+def segment_predictions_file(dataset: str) -> Path:
+    """Per test image: Dice, IoU, instances and the anatomical checks of its predicted mask."""
+    return segment_report_dir(dataset) / "predictions.csv"
+
+
+def segment_gallery_file(dataset: str) -> Path:
+    return segment_report_dir(dataset) / "gallery.png"
+
+
+def segment_zones_file(dataset: str) -> Path:
+    return segment_report_dir(dataset) / "zones.png"

@@ -75,6 +75,9 @@ class DatasetParams(Section):
     # An external test set: every usable image of the source goes to the test split (train and val stay
     # empty, so no model trains on it), e.g. Kermany for models trained on another collection.
     test_only: bool = False
+    # Only the films the index put in this split, e.g. test: films no model trained on, for a test-only
+    # dataset made from a source other datasets train on (the segmentation cascade). None: all of them.
+    from_split: Literal["train", "val", "test"] | None = None
 
 
 class PrepareParams(Section):

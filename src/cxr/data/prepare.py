@@ -3,13 +3,16 @@
 The split, the class and which files are usable all come from the source's index
 (cxr.data.index), so the two views of one source share one split by construction. The lungs view
 skips images without a usable lung mask and counts them in its report; it never moves an image to
-another split.
+another split. Given a `masker` (a trained segmenter, cxr.segment.predict.film_masker), the lungs view
+cuts every film out with the predicted mask instead of the source's own, and the report sums up how
+plausible those masks are.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,18 +30,23 @@ class ViewError(ValueError):
     """The view cannot be built; the message says why and what to change."""
 
 
-def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, classes: list[str], workers: int = 1) -> dict:
+Masker = Callable[[np.ndarray], np.ndarray]  # a film's pixels -> its lung mask at the same size
+
+
+def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, classes: list[str], workers: int = 1,
+                 masker: Masker | None = None, mask_checks: Callable[[list[np.ndarray]], dict] | None = None) -> dict:
     """Writes data/prepared/<name>/ and the view report; returns the report.
 
     The split arrays follow the index's split, or, for a test-only dataset, hold every image in test.
+    With a `masker`, `mask_checks(masks)` summarises the predicted masks for the report.
     """
     description, rows = read_index(dataset.source)
     chosen: dict[str, list[dict]] = {split: [] for split in SPLITS}
     skipped = []
     for row in rows:
-        if row["status"] != "ok":
+        if row["status"] != "ok" or (dataset.from_split is not None and row["split"] != dataset.from_split):
             continue
-        if dataset.view == "lungs" and row["mask_status"] not in USABLE_MASKS:
+        if dataset.view == "lungs" and masker is None and row["mask_status"] not in USABLE_MASKS:
             skipped.append({"file": row["name"], "reason": "no usable lung mask", "detail": row["mask_status"]})
             continue
         chosen["test" if dataset.test_only else row["split"]].append(row)
@@ -51,44 +59,55 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
 
     view = {"view": dataset.view, "image_size": prepare.image_size, "lung_margin": prepare.lung_margin}
     source = RawSource(description["path"], root=description["root"])
+    predicted: list[np.ndarray] = []
+    if masker is not None:
+        # The network lives in this process: no worker processes, and every predicted mask is kept for its checks.
+        workers = 1
+        raw_masker, masker = masker, lambda pixels: predicted.append(raw_masker(pixels)) or predicted[-1]
     with atomic_dir(prepared_dir(name)) as out:
         write_json(out / view_file(name).name, view)
         for split in SPLITS:
             split_rows = chosen[split]
             size = prepare.image_size
             with SplitWriter(out / split_dir(name, split).name, len(split_rows), (size, size)) as writer:
-                made = parallel_map(_view_in_worker, split_rows, workers, _init_worker, (source, view),
+                made = parallel_map(_view_in_worker, split_rows, workers, _init_worker, (source, view, masker),
                                     f"{name} {split}")
                 for index, (image, mask) in enumerate(made):
                     writer.put(index, image, mask)
                 writer.finish(np.array([classes.index(row["label"]) for row in split_rows], dtype=np.int64),
                               np.array([row["name"] for row in split_rows], dtype=str))
+    if masker is not None:
+        report["masks"] = "segmenter"
+        if mask_checks is not None:
+            report["segmenter_mask_checks"] = mask_checks(predicted)
     write_json(view_report_file(name), report)
     return report
 
 
 _worker_source: RawSource | None = None
 _worker_view: dict = {}
+_worker_masker: Masker | None = None
 
 
-def _init_worker(source: RawSource, view: dict) -> None:
-    global _worker_source, _worker_view
-    _worker_source, _worker_view = source, view
+def _init_worker(source: RawSource, view: dict, masker: Masker | None = None) -> None:
+    global _worker_source, _worker_view, _worker_masker
+    _worker_source, _worker_view, _worker_masker = source, view, masker
     source.forget_handle()
 
 
 def _view_in_worker(row: dict) -> tuple[np.ndarray, np.ndarray]:
     assert _worker_source is not None
-    return view_of_row(_worker_source, row, _worker_view)
+    return view_of_row(_worker_source, row, _worker_view, _worker_masker)
 
 
-def view_of_row(source: RawSource, row: dict, view: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The stored image and mask of one index row, from the very bytes the index read."""
+def view_of_row(source: RawSource, row: dict, view: dict, masker: Masker | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The stored image and mask of one index row, from the very bytes the index read; the mask predicted
+    by `masker` where given, else the source's own."""
     data = source.read(row["name"])
     if hashlib.md5(data).hexdigest() != row["file_md5"]:
         raise RawChanged(row["name"])
     pixels = decode_image(data, row["name"]).pixels
-    mask = read_lung_mask(source, row, pixels, None)
+    mask = masker(pixels) if masker is not None else read_lung_mask(source, row, pixels, None)
     if mask is None:
         mask = np.zeros(pixels.shape, dtype=bool)
     return make_view(pixels, mask, view["view"], view["image_size"], view["lung_margin"])

@@ -47,8 +47,11 @@ def make_view(image: np.ndarray, mask: np.ndarray, view: str, size: int, margin:
 
     full: the whole image, padded with black to a square (no stretching), resized to size x size.
     lungs: everything outside the lung mask set to black, cropped to the lungs' square bounding box
-    plus margin, resized to size x size.
+    plus margin, resized to size x size. An empty mask (a segmenter that found no lungs) gives a black image:
+    nothing of the film is left to classify, and that is what the view must show.
     """
+    if view == "lungs" and not mask.any():
+        return np.zeros((size, size), dtype=np.uint8), np.zeros((size, size), dtype=bool)
     mask_pixels = mask.astype(np.uint8) * 255
     if view == "full":
         height, width = image.shape

@@ -1,4 +1,5 @@
-"""Tables and a figure comparing every model x dataset run: scores, cross tests and where the explanation maps fall."""
+"""Tables and a figure comparing every model x dataset run: scores, cross tests, where the explanation maps
+fall, and the lung segmenter with what its errors cost the classifiers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cxr.explain.results import Explanations
 from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
 from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
-from cxr.paths import explain_maps_file, explain_metrics_file, metrics_file
+from cxr.paths import explain_maps_file, explain_metrics_file, metrics_file, segment_interpretation_file, segment_metrics_file
 
 
 class MissingMetrics(FileNotFoundError):
@@ -147,3 +148,49 @@ def comparison_figure(path: Path, runs: list[tuple[str, str, dict]], datasets: l
     with atomic_path(path) as tmp:
         # No software/version stamp, so the same metrics give the same bytes.
         figure.savefig(tmp, dpi=120, format="png", metadata={"Software": None})
+
+
+def load_segment_metrics(dataset: str) -> tuple[dict, dict]:
+    """The segmenter's evaluation and interpretation metrics on one dataset's test split."""
+    evaluation = _existing(segment_metrics_file(dataset), f"segment_evaluate on {dataset}")
+    interpretation = _existing(segment_interpretation_file(dataset), f"segment_explain on {dataset}")
+    return json.loads(evaluation.read_text()), json.loads(interpretation.read_text())
+
+
+def segmentation_table(runs: list[tuple[str, dict, dict]], level: str) -> str:
+    """The segmenter per dataset: overlap with the true masks, anatomy of its masks, what it attends to."""
+    lines = [
+        f"| Dataset | Dice [{level} CI] | IoU [{level} CI] | Mask mAP50 | Mask mAP50-95 | Plausible | Empty / >2 lungs / "
+        "on border | Grad-CAM lung lift | Uncertainty on the lung border | Test images (with mask) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, m, explained in runs:
+        lines.append(
+            f"| {dataset} | {_with_interval(m, 'dice')} | {_with_interval(m, 'iou')} | {_number(m['mask_map50'])} "
+            f"| {_number(m['mask_map50_95'])} | {m['plausible']:.2f} | {m['empty']} / {m['more_than_two']} / "
+            f"{m['touches_border']} | {_number(explained['attention_lung_lift'])} | {explained['uncertainty_on_border']:.2f} "
+            f"| {m['images']} ({m['images_with_truth']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cascade_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> str:
+    """Lungs models on films cut out by the segmenter, beside the same films cut out by the true masks."""
+    lines = [
+        f"| Model | Accuracy, true masks [{level} CI] | Accuracy, segmenter masks [{level} CI] | Accuracy cost "
+        "| Macro-F1 cost | Test images |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, _, model, m, own in runs:
+        lines.append(
+            f"| {model} | {_with_interval(own, 'accuracy')} | {_with_interval(m, 'accuracy')} "
+            f"| {own['accuracy'] - m['accuracy']:+.3f} | {own['macro_f1'] - m['macro_f1']:+.3f} | {m['n_test']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def diagnosis_runs(segment_runs: list[tuple[str, dict, dict]]) -> list[tuple[str, str, dict]]:
+    """The segmenter as a classifier (label mode `diagnosis`), in the comparison table's form."""
+    prefix = "diagnosis_"
+    return [(dataset, "yolov8n-seg", {key[len(prefix):]: value for key, value in m.items() if key.startswith(prefix)})
+            for dataset, m, _ in segment_runs if f"{prefix}accuracy" in m]

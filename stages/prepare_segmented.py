@@ -1,0 +1,51 @@
+"""Build a lungs view whose masks the trained segmenter predicts, for a source that ships none (Kermany,
+the original study's full X-rays) or to measure what segmentation errors cost the classifiers (the cascade).
+
+    python stages/prepare_segmented.py --dataset lungs_segmented
+
+Reads `segmented_dataset.<name>` (the keys of a `dataset` entry). Writes data/prepared/<name>/ and the view
+report reports/data/views/<name>.json with the anatomical checks of the predicted masks.
+"""
+
+from __future__ import annotations
+
+from cxr.data.index import RawChanged
+from cxr.data.params import DatasetParams, PrepareParams
+from cxr.data.prepare import ViewError, prepare_view
+from cxr.models.inference import resolve_device
+from cxr.params import Classes, Device, stage_arguments, stage_params
+from cxr.paths import SEGMENTER_FILE
+from cxr.segment.films import film_mask
+from cxr.segment.params import SegmentEvaluateParams
+from cxr.segment.scores import mask_checks, summarise_checks
+from cxr.segment.train import load_segmenter
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arguments(__doc__, argv, dataset=True)
+    dataset_key = f"segmented_dataset.{args.dataset}"
+    params = stage_params({"classes": Classes, "device": Device, dataset_key: DatasetParams, "prepare": PrepareParams,
+                           "segment.evaluate": SegmentEvaluateParams})
+    if params[dataset_key].view != "lungs":
+        raise SystemExit(f"error: {dataset_key}.view: must be lungs (the segmenter's masks cut out the lungs)")
+
+    device = resolve_device(params["device"])
+    net, summary = load_segmenter(SEGMENTER_FILE, device)
+    confidence = params["segment.evaluate"].confidence
+
+    def masker(pixels):
+        return film_mask(net, pixels, summary["image_size"], confidence, len(summary["names"]), device)
+
+    try:
+        report = prepare_view(args.dataset, params[dataset_key], params["prepare"], params["classes"], masker=masker,
+                              mask_checks=lambda masks: summarise_checks([mask_checks(mask, "full") for mask in masks]))
+    except (ViewError, RawChanged, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+    checks = report["segmenter_mask_checks"]
+    print(f"{args.dataset}: {report['images_kept']} films cut out with the segmenter's masks; plausible "
+          f"{checks.get('plausible', float('nan')):.2f}, empty {checks.get('empty', 0)}, >2 lungs {checks.get('more_than_two', 0)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The lung segmenter on one dataset's test split: Dice and IoU with intervals, mask mAP, failures, anatomy.
+
+    python stages/segment_evaluate.py --dataset full
+
+Writes metrics/segment/evaluate/<dataset>.json and the per-image reports/segment/<dataset>/predictions.csv.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cxr.io.arrays import SplitArrays
+from cxr.io.files import write_json
+from cxr.models.inference import resolve_device
+from cxr.params import stage_arguments, stage_params
+from cxr.paths import SEGMENTER_FILE, segment_metrics_file, segment_predictions_file, split_dir, view_file
+from cxr.segment.evaluate import image_record, segmentation_metrics, write_records
+from cxr.segment.params import EVALUATION_KEYS
+from cxr.segment.predict import segment_lungs
+from cxr.segment.train import load_segmenter
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arguments(__doc__, argv, dataset=True)
+    params = stage_params(EVALUATION_KEYS)
+    classes, settings = params["classes"], params["segment.evaluate"]
+
+    device = resolve_device(params["device"])
+    net, summary = load_segmenter(SEGMENTER_FILE, device)
+    test = SplitArrays.load(split_dir(args.dataset, "test"))
+    view = json.loads(view_file(args.dataset).read_text())["view"]
+    found = list(segment_lungs(net, test.images, summary["image_size"], settings.confidence, len(summary["names"]), device))
+    records = [image_record(str(name), classes[label], lungs, np.asarray(mask), view, classes, summary["label_mode"])
+               for name, label, lungs, mask in zip(test.names, test.labels, found, test.masks)]
+    metrics = segmentation_metrics(test, found, records, classes, summary["label_mode"],
+                                   resamples=params["evaluate.bootstrap_resamples"],
+                                   confidence=params["evaluate.confidence_level"], seed=params["evaluate.seed"])
+
+    write_records(segment_predictions_file(args.dataset), records)
+    write_json(segment_metrics_file(args.dataset), metrics)
+    print(f"segmenter on {args.dataset}: Dice {metrics['dice']:.3f} [{metrics['dice_ci_low']:.3f}, {metrics['dice_ci_high']:.3f}], "
+          f"IoU {metrics['iou']:.3f}, mask mAP50 {metrics['mask_map50']:.3f}, mAP50-95 {metrics['mask_map50_95']:.3f}; "
+          f"plausible {metrics['plausible']:.2f}, empty {metrics['empty']}, >2 lungs {metrics['more_than_two']}, "
+          f"on the border {metrics['touches_border']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Interpret the lung segmenter on one dataset's test split: attention (Grad-CAM of the lungs found), per-pixel confidence and
+uncertainty, the worst-Dice gallery and the lung zones it covers and attends to by diagnosis.
+
+    python stages/segment_explain.py --dataset full
+
+Writes metrics/segment/explain/<dataset>.json, reports/segment/<dataset>/gallery.png and zones.png.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cxr.explain.run import select_images
+from cxr.io.arrays import SplitArrays
+from cxr.io.files import write_json
+from cxr.models.inference import resolve_device
+from cxr.params import stage_arguments, stage_params
+from cxr.paths import (
+    SEGMENTER_FILE,
+    segment_gallery_file,
+    segment_interpretation_file,
+    segment_metrics_file,
+    segment_predictions_file,
+    segment_zones_file,
+    split_dir,
+)
+from cxr.segment.evaluate import read_records, worst_first
+from cxr.segment.figures import gallery_caption, write_gallery, write_zone_figure
+from cxr.segment.interpret import attention_maps, interpretation_metrics, uncertainty_map
+from cxr.segment.params import EVALUATION_KEYS
+from cxr.segment.predict import segment_lungs
+from cxr.segment.train import load_segmenter
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = stage_arguments(__doc__, argv, dataset=True)
+    params = stage_params(EVALUATION_KEYS)
+    classes, settings = params["classes"], params["segment.evaluate"]
+
+    device = resolve_device(params["device"])
+    net, summary = load_segmenter(SEGMENTER_FILE, device)
+    test = SplitArrays.load(split_dir(args.dataset, "test"))
+    records = read_records(segment_predictions_file(args.dataset))
+    # The same seeded class-balanced sample as the classifier explanations, and the worst masks on top.
+    sample, _ = select_images(test.names, test.labels, test.labels, np.eye(len(classes))[test.labels], len(classes),
+                              settings.images_per_class, 0, params["evaluate.seed"])
+    gallery = worst_first(records)[:settings.gallery]
+    chosen = np.array(sorted(set(sample.tolist()) | set(gallery)), dtype=np.int64)
+
+    images, masks = np.asarray(test.images[chosen]), np.asarray(test.masks[chosen])
+    found = list(segment_lungs(net, images, summary["image_size"], settings.confidence, len(summary["names"]), device))
+    predicted = np.stack([lungs.lung_mask for lungs in found])
+    uncertainty = np.stack([uncertainty_map(lungs) for lungs in found])
+    attention = attention_maps(net, images, summary["image_size"], settings.confidence, len(summary["names"]), device)
+    in_sample = np.isin(chosen, sample)
+    metrics = interpretation_metrics(attention[in_sample], uncertainty[in_sample], masks[in_sample], predicted[in_sample],
+                                     test.labels[chosen][in_sample], classes,
+                                     resamples=params["evaluate.bootstrap_resamples"],
+                                     confidence=params["evaluate.confidence_level"], seed=params["evaluate.seed"])
+
+    rows = [int(np.flatnonzero(chosen == index)[0]) for index in gallery]
+    write_gallery(images[rows], masks[rows], predicted[rows], np.stack([found[k].confidence_map for k in rows]),
+                  uncertainty[rows], attention[rows],
+                  [gallery_caption(records[i]["name"], records[i]["label"], records[i]) for i in gallery],
+                  f"Segmenter on {args.dataset}: the {len(gallery)} worst test masks", segment_gallery_file(args.dataset))
+    evaluation = json.loads(segment_metrics_file(args.dataset).read_text())
+    write_zone_figure(evaluation, metrics, classes, f"Segmenter on {args.dataset}: lung zones segmented and attended to, "
+                      f"by diagnosis", segment_zones_file(args.dataset))
+    write_json(segment_interpretation_file(args.dataset), metrics)
+    print(f"segmenter on {args.dataset}: Grad-CAM lung energy {metrics['attention_lung_energy']:.3f} "
+          f"(lift {metrics['attention_lung_lift']:.2f}), uncertainty on the lung border {metrics['uncertainty_on_border']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

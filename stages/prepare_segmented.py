@@ -16,29 +16,34 @@ from cxr.models.inference import resolve_device
 from cxr.params import Classes, Device, stage_arguments, stage_params
 from cxr.paths import SEGMENTER_FILE
 from cxr.segment.films import film_mask
-from cxr.segment.params import SegmentEvaluateParams
+from cxr.segment.params import Confidence
 from cxr.segment.scores import mask_checks, summarise_checks
-from cxr.segment.train import load_segmenter
+from cxr.segment.train import SegmenterError, load_segmenter
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_arguments(__doc__, argv, dataset=True)
     dataset_key = f"segmented_dataset.{args.dataset}"
     params = stage_params({"classes": Classes, "device": Device, dataset_key: DatasetParams, "prepare": PrepareParams,
-                           "segment.evaluate": SegmentEvaluateParams})
+                           "segment.confidence": Confidence})
     if params[dataset_key].view != "lungs":
         raise SystemExit(f"error: {dataset_key}.view: must be lungs (the segmenter's masks cut out the lungs)")
 
     device = resolve_device(params["device"])
-    net, summary = load_segmenter(SEGMENTER_FILE, device)
-    confidence = params["segment.evaluate"].confidence
+    try:
+        net, summary = load_segmenter(SEGMENTER_FILE, device)
+    except SegmenterError as err:
+        raise SystemExit(f"error: {err}") from None
+    checks = []  # the anatomical checks of each predicted mask, not the masks: a large source's would not fit in memory
 
     def masker(pixels):
-        return film_mask(net, pixels, summary["image_size"], confidence, len(summary["names"]), device)
+        mask = film_mask(net, pixels, summary["image_size"], params["segment.confidence"], len(summary["names"]), device)
+        checks.append(mask_checks(mask, "full"))
+        return mask
 
     try:
         report = prepare_view(args.dataset, params[dataset_key], params["prepare"], params["classes"], masker=masker,
-                              mask_checks=lambda masks: summarise_checks([mask_checks(mask, "full") for mask in masks]))
+                              mask_summary=lambda: summarise_checks(checks))
     except (ViewError, RawChanged, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
 

@@ -38,6 +38,7 @@ from cxr.report.summary import (
 def main(argv: list[str] | None = None) -> None:
     stage_arguments(__doc__, argv)
     params = stage_params({"datasets": Names, "models": Names, "cross_tests": CrossTests, "segmented_dataset": dict,
+                           "segment.evaluate_on": Names,
                            "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)]})
     datasets, models = params["datasets"], params["models"]
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                   own[test.trained_on, model]) for test in params["cross_tests"] for model in models]
         explain_runs = [(dataset, model, load_explain_metrics(dataset, model)) for dataset in datasets for model in models]
         explained = {(dataset, model): load_explanations(dataset, model) for dataset in datasets for model in models}
-        segment_runs = [(dataset, *load_segment_metrics(dataset)) for dataset in datasets]
+        segment_runs = [(dataset, *load_segment_metrics(dataset)) for dataset in params["segment.evaluate_on"]]
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"

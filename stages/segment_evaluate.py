@@ -14,29 +14,35 @@ import numpy as np
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
 from cxr.models.inference import resolve_device
-from cxr.params import stage_arguments, stage_params
+from cxr.params import Classes, Device, stage_arguments, stage_params
 from cxr.paths import SEGMENTER_FILE, segment_metrics_file, segment_predictions_file, split_dir, view_file
 from cxr.segment.evaluate import image_record, segmentation_metrics, write_records
-from cxr.segment.params import EVALUATION_KEYS
+from cxr.segment.params import Confidence
 from cxr.segment.predict import segment_lungs
-from cxr.segment.train import load_segmenter
+from cxr.segment.train import SegmenterError, load_segmenter
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_arguments(__doc__, argv, dataset=True)
-    params = stage_params(EVALUATION_KEYS)
-    classes, settings = params["classes"], params["segment.evaluate"]
+    params = stage_params({"classes": Classes, "device": Device, "segment.confidence": Confidence, "evaluate.seed": int,
+                           "evaluate.bootstrap_resamples": int, "evaluate.confidence_level": float,
+                           "evaluate.calibration_bins": int})
+    classes = params["classes"]
 
     device = resolve_device(params["device"])
-    net, summary = load_segmenter(SEGMENTER_FILE, device)
+    try:
+        net, summary = load_segmenter(SEGMENTER_FILE, device)
+    except SegmenterError as err:
+        raise SystemExit(f"error: {err}") from None
     test = SplitArrays.load(split_dir(args.dataset, "test"))
     view = json.loads(view_file(args.dataset).read_text())["view"]
-    found = list(segment_lungs(net, test.images, summary["image_size"], settings.confidence, len(summary["names"]), device))
+    found = list(segment_lungs(net, test.images, summary["image_size"], params["segment.confidence"],
+                               len(summary["names"]), device))
     records = [image_record(str(name), classes[label], lungs, np.asarray(mask), view, classes, summary["label_mode"])
                for name, label, lungs, mask in zip(test.names, test.labels, found, test.masks)]
     metrics = segmentation_metrics(test, found, records, classes, summary["label_mode"],
-                                   resamples=params["evaluate.bootstrap_resamples"],
-                                   confidence=params["evaluate.confidence_level"], seed=params["evaluate.seed"])
+                                   resamples=params["evaluate.bootstrap_resamples"], level=params["evaluate.confidence_level"],
+                                   seed=params["evaluate.seed"], calibration_bins=params["evaluate.calibration_bins"])
 
     write_records(segment_predictions_file(args.dataset), records)
     write_json(segment_metrics_file(args.dataset), metrics)

@@ -16,7 +16,7 @@ from cxr.explain.run import select_images
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
 from cxr.models.inference import resolve_device
-from cxr.params import stage_arguments, stage_params
+from cxr.params import Classes, Device, stage_arguments, stage_params
 from cxr.paths import (
     SEGMENTER_FILE,
     segment_gallery_file,
@@ -29,36 +29,42 @@ from cxr.paths import (
 from cxr.segment.evaluate import read_records, worst_first
 from cxr.segment.figures import gallery_caption, write_gallery, write_zone_figure
 from cxr.segment.interpret import attention_maps, interpretation_metrics, uncertainty_map
-from cxr.segment.params import EVALUATION_KEYS
+from cxr.segment.params import Confidence, GallerySize
 from cxr.segment.predict import segment_lungs
-from cxr.segment.train import load_segmenter
+from cxr.segment.train import SegmenterError, load_segmenter
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_arguments(__doc__, argv, dataset=True)
-    params = stage_params(EVALUATION_KEYS)
-    classes, settings = params["classes"], params["segment.evaluate"]
+    params = stage_params({"classes": Classes, "device": Device, "segment.confidence": Confidence,
+                           "segment.gallery": GallerySize, "explain.seed": int, "explain.images_per_class": int,
+                           "evaluate.bootstrap_resamples": int, "evaluate.confidence_level": float})
+    classes, confidence = params["classes"], params["segment.confidence"]
 
     device = resolve_device(params["device"])
-    net, summary = load_segmenter(SEGMENTER_FILE, device)
-    test = SplitArrays.load(split_dir(args.dataset, "test"))
-    records = read_records(segment_predictions_file(args.dataset))
-    # The same seeded class-balanced sample as the classifier explanations, and the worst masks on top.
+    try:
+        net, summary = load_segmenter(SEGMENTER_FILE, device)
+        test = SplitArrays.load(split_dir(args.dataset, "test"))
+        records = read_records(segment_predictions_file(args.dataset), test.names)
+    except (SegmenterError, ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    # The classifier explanations' seeded class-balanced sample (explain.seed, explain.images_per_class): the
+    # same films, and the worst masks on top.
     sample, _ = select_images(test.names, test.labels, test.labels, np.eye(len(classes))[test.labels], len(classes),
-                              settings.images_per_class, 0, params["evaluate.seed"])
-    gallery = worst_first(records)[:settings.gallery]
+                              params["explain.images_per_class"], 0, params["explain.seed"])
+    gallery = worst_first(records)[:params["segment.gallery"]]
     chosen = np.array(sorted(set(sample.tolist()) | set(gallery)), dtype=np.int64)
 
     images, masks = np.asarray(test.images[chosen]), np.asarray(test.masks[chosen])
-    found = list(segment_lungs(net, images, summary["image_size"], settings.confidence, len(summary["names"]), device))
+    found = list(segment_lungs(net, images, summary["image_size"], confidence, len(summary["names"]), device))
     predicted = np.stack([lungs.lung_mask for lungs in found])
     uncertainty = np.stack([uncertainty_map(lungs) for lungs in found])
-    attention = attention_maps(net, images, summary["image_size"], settings.confidence, len(summary["names"]), device)
+    attention = attention_maps(net, images, summary["image_size"], confidence, len(summary["names"]), device)
     in_sample = np.isin(chosen, sample)
     metrics = interpretation_metrics(attention[in_sample], uncertainty[in_sample], masks[in_sample], predicted[in_sample],
                                      test.labels[chosen][in_sample], classes,
                                      resamples=params["evaluate.bootstrap_resamples"],
-                                     confidence=params["evaluate.confidence_level"], seed=params["evaluate.seed"])
+                                     confidence=params["evaluate.confidence_level"], seed=params["explain.seed"])
 
     rows = [int(np.flatnonzero(chosen == index)[0]) for index in gallery]
     write_gallery(images[rows], masks[rows], predicted[rows], np.stack([found[k].confidence_map for k in rows]),

@@ -35,7 +35,7 @@ def tiny_params(**overrides) -> dict:
     params["evaluate"].update(bootstrap_resamples=100, batch_size=16)
     params["explain"].update(images_per_class=2, max_misclassified=2, road_percentiles=[50], smoothgrad_samples=2)
     params["segment"]["train"].update(image_size=64, epochs=1, batch_size=8)
-    params["segment"]["evaluate"].update(gallery=2, images_per_class=2)
+    params["segment"]["gallery"] = 2
     params["device"] = "cpu"
     for name, entry in params["model"].items():
         entry["image_size"] = 75 if entry["arch"] == "inception_v3" else 32

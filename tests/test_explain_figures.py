@@ -259,6 +259,14 @@ def write_report_inputs(params: dict) -> None:
             path = paths.metrics_file(test["trained_on"], model, test["tested_on"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(classify_metrics()))
+    segmentation = {"dice": 0.95, "dice_ci_low": 0.94, "dice_ci_high": 0.96, "iou": 0.9, "iou_ci_low": 0.89,
+                    "iou_ci_high": 0.91, "mask_map50": 0.995, "mask_map50_95": 0.8, "plausible": 1.0, "empty": 0,
+                    "more_than_two": 1, "touches_border": 2, "images": 10, "images_with_truth": 9}
+    for dataset in params["segment"]["evaluate_on"]:
+        for path, data in ((paths.segment_metrics_file(dataset), segmentation),
+                           (paths.segment_interpretation_file(dataset), {"attention_lung_lift": 2.5, "uncertainty_on_border": 0.6})):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data))
 
 
 def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
@@ -270,6 +278,10 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     assert summary.count("| layer3 (7x7) | 0.412 [0.350, 0.470] |") == 4
     assert "| Abougazia et al. 2021 | COVID-19 patients | 0.11 | 0.48 | 0.87 | - | 0.70 |" in summary
     assert summary.count("| 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |") == 4
+    segmented = "| 0.950 [0.940, 0.960] | 0.900 [0.890, 0.910] | 0.995 | 0.800 | 1.000 | 0 / 1 / 2 | 2.500 | 0.600 | 10 (9) |"
+    assert all(f"| {dataset} {segmented}" in summary for dataset in DATASETS)
+    cascade = [test for test in params["cross_tests"] if test["tested_on"] in params["segmented_dataset"]]
+    assert cascade and summary.count("| +0.000 | +0.000 |") == len(cascade) * len(MODELS)  # same metrics: no cost
     figures = [paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE]
     assert all(png(path).width > 0 for path in figures)
     assert colour_blocks(paths.EXPLANATIONS_FIGURE) == [4, 4, 4]

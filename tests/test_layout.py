@@ -162,7 +162,8 @@ def test_declared_outputs_are_the_paths_the_code_writes():
     params = default_params()
     stages = resolved_stages()
     runs = len(params["models"]) * len(params["datasets"])
-    segment = 1 + 3 * len(params["datasets"]) + len(params["segmented_dataset"])
+    segment = (1 + len(params["segment"]["train_on"]) + 2 * len(params["segment"]["evaluate_on"])
+               + len(params["segmented_dataset"]))
     assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 3 * runs
                            + len(params["models"]) * len(params["cross_tests"]) + 1 + segment)
     for address, (outs, deps) in stages.items():

@@ -94,7 +94,7 @@ def test_repro_builds_every_run_and_the_report(pipeline_repo):
     # Three tables have a row per run: scores, explanations, COVID-19 lung zones.
     assert sum(line.startswith(tuple(own)) for line in lines) == 3 * len(own) == 24
     assert sum(line.startswith(tuple(cross)) for line in lines) == len(cross) == 12
-    for dataset in params["datasets"]:
+    for dataset in params["segment"]["evaluate_on"]:
         segmented = json.loads((repo / "metrics" / "segment" / "evaluate" / f"{dataset}.json").read_text())
         assert 0 <= segmented["dice"] <= 1 and segmented["images"] > 0
         assert 0 <= json.loads((repo / "metrics" / "segment" / "explain" / f"{dataset}.json").read_text())["images"]
@@ -156,7 +156,8 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
                                          for m in params["models"] for d in params["datasets"]}
                                         | {f"crosstest@{m}-test{i}" for m in params["models"]
                                            for i in range(len(params["cross_tests"]))}
-                                        | {f"segment_{s}@{d}" for s in ("evaluate", "explain") for d in params["datasets"]})
+                                        | {f"segment_{s}@{d}" for s in ("evaluate", "explain")
+                                           for d in params["segment"]["evaluate_on"]})
         _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
         # The report prints the level in its table, so it reads that one key too.
         assert "report" in changed_stages(repo)
@@ -219,16 +220,19 @@ def test_segment_params_invalidate_only_the_segmentation_stages_that_read_them(p
     repo = pipeline_repo
     _run(repo, "git", "checkout", "params.yaml")
     before = changed_stages(repo)
-    datasets = tiny_params()["datasets"]
+    exported, evaluated = tiny_params()["segment"]["train_on"], tiny_params()["segment"]["evaluate_on"]
     try:
         _edit_params(repo, lambda p: p["segment"]["train"].update(epochs=2))
         assert changed_stages(repo) - before == {"segment_train"}
         _run(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["segment"].update(label_mode="diagnosis"))
-        assert changed_stages(repo) - before == {"segment_train"} | {f"segment_export@{d}" for d in datasets}
+        assert changed_stages(repo) - before == {"segment_train"} | {f"segment_export@{d}" for d in exported}
         _run(repo, "git", "checkout", "params.yaml")
-        _edit_params(repo, lambda p: p["segment"]["evaluate"].update(confidence=0.5))
-        assert changed_stages(repo) - before == ({f"segment_{s}@{d}" for s in ("evaluate", "explain") for d in datasets}
+        _edit_params(repo, lambda p: p["segment"].update(confidence=0.5))
+        assert changed_stages(repo) - before == ({f"segment_{s}@{d}" for s in ("evaluate", "explain") for d in evaluated}
                                                  | {"prepare_segmented@lungs_segmented"})
+        _run(repo, "git", "checkout", "params.yaml")
+        _edit_params(repo, lambda p: p["segment"].update(gallery=3))
+        assert changed_stages(repo) - before == {f"segment_explain@{d}" for d in evaluated}
     finally:
         _run(repo, "git", "checkout", "params.yaml")

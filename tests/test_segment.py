@@ -599,7 +599,7 @@ def test_split_metrics_of_perfect_masks(offline_ultralytics):
     from cxr.segment.evaluate import segmentation_metrics
 
     split, found, records = perfect_split("lung")
-    metrics = segmentation_metrics(split, found, records, CLASSES, "lung", resamples=50, confidence=0.95, seed=0)
+    metrics = segmentation_metrics(split, found, records, CLASSES, "lung", resamples=50, level=0.95, seed=0, calibration_bins=10)
     assert metrics["dice"] == metrics["dice_ci_low"] == metrics["dice_ci_high"] == 1.0
     assert metrics["images"] == metrics["images_with_truth"] == 6
     assert metrics["mask_map50"] == pytest.approx(0.995, abs=1e-3)
@@ -614,7 +614,7 @@ def test_diagnosis_mode_scores_the_segmenter_as_a_classifier(offline_ultralytics
     from cxr.segment.evaluate import segmentation_metrics
 
     split, found, records = perfect_split("diagnosis", wrong=4)
-    metrics = segmentation_metrics(split, found, records, CLASSES, "diagnosis", resamples=50, confidence=0.95, seed=0)
+    metrics = segmentation_metrics(split, found, records, CLASSES, "diagnosis", resamples=50, level=0.95, seed=0, calibration_bins=10)
     assert metrics["diagnosis_accuracy"] == pytest.approx(5 / 6)
     assert metrics["diagnosis_n_test"] == 6
     assert [r["predicted"] for r in records] == ["COVID-19", "Pneumonia", "Normal", "COVID-19", "Normal", "Normal"]
@@ -622,8 +622,9 @@ def test_diagnosis_mode_scores_the_segmenter_as_a_classifier(offline_ultralytics
     assert metrics["mask_map50"] < 0.99
     [(dataset, model, row)] = diagnosis_runs([("lungs", metrics, {})])
     assert (dataset, model, row["accuracy"], row["n_test"]) == ("lungs", "yolov8n-seg", pytest.approx(5 / 6), 6)
-    assert diagnosis_runs([("lungs", segmentation_metrics(*perfect_split("lung"), CLASSES, "lung", resamples=50,
-                                                          confidence=0.95, seed=0), {})]) == []
+    lung_mode = segmentation_metrics(*perfect_split("lung"), CLASSES, "lung", resamples=50, level=0.95, seed=0,
+                                     calibration_bins=10)
+    assert diagnosis_runs([("lungs", lung_mode, {})]) == []
 
 
 def test_cascade_table_states_the_cost_per_model():
@@ -633,3 +634,41 @@ def test_cascade_table_states_the_cost_per_model():
     cut = {"accuracy": 0.75, "accuracy_ci_low": 0.6, "accuracy_ci_high": 0.85, "macro_f1": 0.7, "n_test": 40}
     table = cascade_table([("lungs", "lungs_segmented", "resnet18", cut, own)], "95%")
     assert "| resnet18 | 0.900 [0.800, 0.950] | 0.750 [0.600, 0.850] | +0.150 | +0.180 | 40 |" in table
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Masks of whole films: the segmenter's square view mapped back onto the film
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (90, 121), (121, 90), (80, 97)], ids=str)
+def test_film_mask_maps_the_square_view_back_onto_the_film(monkeypatch, shape):
+    """A segmenter that returns the true lungs of the square it is shown gives back the film's own mask,
+    for tall, wide and odd-padded films (the square's padding is split unevenly there)."""
+    import cxr.segment.films as films
+    from cxr.data.views import make_view
+
+    height, width = shape
+    left, right = two_lungs(shape)
+    truth = left | right
+    film = np.where(truth, 60, 190).astype(np.uint8)
+
+    def perfect_segmenter(net, square, image_size, confidence, num_classes, device):
+        _, mask = make_view(film, truth, "full", image_size, 0.0)  # the true lungs, framed as the square
+        yield instances(mask[None].astype(np.float32), [0.9], [0])
+
+    monkeypatch.setattr(films, "segment_lungs", perfect_segmenter)
+    mask = films.film_mask(None, film, 128, 0.25, 1)
+    assert mask.shape == shape
+    assert overlap(mask, truth) >= 0.95
+    for axis in (0, 1):  # not shifted by the padding
+        assert abs(np.nonzero(mask)[axis].mean() - np.nonzero(truth)[axis].mean()) < 0.5
+
+
+def test_from_split_needs_a_test_only_dataset():
+    from pydantic import ValidationError
+
+    from cxr.data.params import DatasetParams
+
+    assert DatasetParams(source="s", view="lungs", test_only=True, from_split="test").from_split == "test"
+    with pytest.raises(ValidationError, match="from_split takes one split of the source.*test_only: true"):
+        DatasetParams(source="s", view="lungs", from_split="test")

@@ -111,7 +111,7 @@ def test_training_starts_from_a_local_weights_file(tmp_path, exported, no_networ
 
 
 def test_missing_weights_file_names_it_and_the_fix(tmp_path, exported, no_network):
-    with pytest.raises(SegmentTrainingError, match=r"yolov8n-seg\.pt not found.*segment\.weights: none"):
+    with pytest.raises(SegmentTrainingError, match=r"segment\.train\.weights: .*yolov8n-seg\.pt not found.*segment\.train\.weights: none"):
         train(tmp_path, exported, weights=str(tmp_path / "yolov8n-seg.pt"))
     assert no_network == []
     assert not (tmp_path / "models" / "segmenter.pt").exists()
@@ -124,3 +124,42 @@ def test_exports_without_any_mask_stop_before_training(tmp_path, no_network):
     with pytest.raises(SegmentTrainingError, match=r"no train image with a lung mask in .*unmasked"):
         train(tmp_path, tmp_path / "unmasked")
     assert no_network == []
+
+
+def test_an_api_key_is_withdrawn_so_nothing_is_uploaded(tmp_path, monkeypatch):
+    """With a key, Ultralytics' Platform callback streams metrics and weights, whatever YOLO_OFFLINE says."""
+    from cxr.segment.yolo import ultralytics_offline
+
+    monkeypatch.setenv("ULTRALYTICS_API_KEY", "secret")
+    ultralytics_offline(tmp_path)
+    from ultralytics.utils import SETTINGS
+
+    assert "ULTRALYTICS_API_KEY" not in __import__("os").environ
+    SETTINGS.update({"api_key": "secret"})
+    ultralytics_offline(tmp_path)
+    assert SETTINGS["api_key"] == "" and SETTINGS["dvc"] is False and SETTINGS["sync"] is False
+
+
+def test_a_damaged_segmenter_file_is_named_with_the_fix(tmp_path):
+    from cxr.segment.train import SegmenterError
+
+    damaged = tmp_path / "segmenter.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(SegmenterError, match=r"segmenter\.pt cannot be read .*dvc repro segment_train"):
+        load_segmenter(damaged)
+    torch.save({"state_dict": {}}, damaged)
+    with pytest.raises(SegmenterError, match=r"not a segmenter saved by this pipeline"):
+        load_segmenter(damaged)
+    with pytest.raises(SegmenterError, match=r"not found: train the segmenter first"):
+        load_segmenter(tmp_path / "missing.pt")
+
+
+def test_importing_ultralytics_leaves_pil_reporting_unreadable_files(tmp_path):
+    from PIL import Image, UnidentifiedImageError
+
+    from cxr.segment.yolo import ultralytics_offline
+
+    ultralytics_offline(tmp_path)
+    (tmp_path / "foreign.png").write_bytes(b"this is no image")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(tmp_path / "foreign.png")

@@ -79,6 +79,13 @@ class DatasetParams(Section):
     # dataset made from a source other datasets train on (the segmentation cascade). None: all of them.
     from_split: Literal["train", "val", "test"] | None = None
 
+    @model_validator(mode="after")
+    def _from_split_is_a_test_set(self) -> DatasetParams:
+        if self.from_split is not None and not self.test_only:
+            raise ValueError("from_split takes one split of the source, which can only be a test set: "
+                             "set test_only: true, or remove from_split to keep the index's train/val/test split")
+        return self
+
 
 class PrepareParams(Section):
     image_size: int = Field(ge=32)

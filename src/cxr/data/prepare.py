@@ -3,7 +3,7 @@
 The split, the class and which files are usable all come from the source's index
 (cxr.data.index), so the two views of one source share one split by construction. The lungs view
 skips images without a usable lung mask and counts them in its report; it never moves an image to
-another split. Given a `masker` (a trained segmenter, cxr.segment.predict.film_masker), the lungs view
+another split. Given a `masker` (a trained segmenter's, cxr.segment.films.film_mask), the lungs view
 cuts every film out with the predicted mask instead of the source's own, and the report sums up how
 plausible those masks are.
 """
@@ -34,11 +34,11 @@ Masker = Callable[[np.ndarray], np.ndarray]  # a film's pixels -> its lung mask 
 
 
 def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, classes: list[str], workers: int = 1,
-                 masker: Masker | None = None, mask_checks: Callable[[list[np.ndarray]], dict] | None = None) -> dict:
+                 masker: Masker | None = None, mask_summary: Callable[[], dict] | None = None) -> dict:
     """Writes data/prepared/<name>/ and the view report; returns the report.
 
     The split arrays follow the index's split, or, for a test-only dataset, hold every image in test.
-    With a `masker`, `mask_checks(masks)` summarises the predicted masks for the report.
+    With a `masker`, `mask_summary()`, called once every view is made, describes the predicted masks in the report.
     """
     description, rows = read_index(dataset.source)
     chosen: dict[str, list[dict]] = {split: [] for split in SPLITS}
@@ -59,11 +59,8 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
 
     view = {"view": dataset.view, "image_size": prepare.image_size, "lung_margin": prepare.lung_margin}
     source = RawSource(description["path"], root=description["root"])
-    predicted: list[np.ndarray] = []
     if masker is not None:
-        # The network lives in this process: no worker processes, and every predicted mask is kept for its checks.
-        workers = 1
-        raw_masker, masker = masker, lambda pixels: predicted.append(raw_masker(pixels)) or predicted[-1]
+        workers = 1  # the segmenter lives in this process
     with atomic_dir(prepared_dir(name)) as out:
         write_json(out / view_file(name).name, view)
         for split in SPLITS:
@@ -78,8 +75,8 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
                               np.array([row["name"] for row in split_rows], dtype=str))
     if masker is not None:
         report["masks"] = "segmenter"
-        if mask_checks is not None:
-            report["segmenter_mask_checks"] = mask_checks(predicted)
+        if mask_summary is not None:
+            report["segmenter_mask_checks"] = mask_summary()
     write_json(view_report_file(name), report)
     return report
 

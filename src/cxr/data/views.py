@@ -30,6 +30,14 @@ def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.01)
     return abs(a[0] / a[1] - b[0] / b[1]) <= tolerance * (a[0] / a[1])
 
 
+def square_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """The full view's (left, top, right, bottom) box: the film centred in a square of its longer side
+    (negative or beyond-the-edge coordinates are the black padding)."""
+    side = max(height, width)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
 def lung_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     """Square (left, top, right, bottom) box around the lungs, widened by `margin` of its side."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -54,9 +62,7 @@ def make_view(image: np.ndarray, mask: np.ndarray, view: str, size: int, margin:
         return np.zeros((size, size), dtype=np.uint8), np.zeros((size, size), dtype=bool)
     mask_pixels = mask.astype(np.uint8) * 255
     if view == "full":
-        height, width = image.shape
-        side = max(height, width)
-        box = ((width - side) // 2, (height - side) // 2, (width - side) // 2 + side, (height - side) // 2 + side)
+        box = square_box(*image.shape)
     elif view == "lungs":
         image = np.where(mask, image, 0).astype(np.uint8)
         box = lung_box(mask, margin)

@@ -167,8 +167,8 @@ def segmentation_table(runs: list[tuple[str, dict, dict]], level: str) -> str:
     for dataset, m, explained in runs:
         lines.append(
             f"| {dataset} | {_with_interval(m, 'dice')} | {_with_interval(m, 'iou')} | {_number(m['mask_map50'])} "
-            f"| {_number(m['mask_map50_95'])} | {m['plausible']:.2f} | {m['empty']} / {m['more_than_two']} / "
-            f"{m['touches_border']} | {_number(explained['attention_lung_lift'])} | {explained['uncertainty_on_border']:.2f} "
+            f"| {_number(m['mask_map50_95'])} | {_number(m['plausible'])} | {m['empty']} / {m['more_than_two']} / "
+            f"{m['touches_border']} | {_number(explained['attention_lung_lift'])} | {_number(explained['uncertainty_on_border'])} "
             f"| {m['images']} ({m['images_with_truth']}) |"
         )
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cxr.explain.run import _finite, _mean
 from cxr.explain.scores import ZONES, mean_interval
 from cxr.io.arrays import SplitArrays
 from cxr.metrics.classification import classification_metrics, slug
@@ -46,24 +47,23 @@ def diagnosis_probabilities(found: LungInstances, num_classes: int) -> np.ndarra
 
 
 def segmentation_metrics(test: SplitArrays, found: list[LungInstances], records: list[dict], classes: Sequence[str],
-                         label_mode: str, *, resamples: int, confidence: float, seed: int) -> dict:
-    """The flat metrics of one test split (see the module docstring); intervals by percentile bootstrap."""
+                         label_mode: str, *, resamples: int, level: float, seed: int, calibration_bins: int) -> dict:
+    """The flat metrics of one test split (see the module docstring): intervals by percentile bootstrap as the
+    classifiers' (evaluate's resamples, level and seed); null where there is nothing to average (JSON has no NaN)."""
     labels = np.asarray(test.labels)
-    metrics: dict[str, float | int | str | None] = {"images": len(records),
-                                                    "images_with_truth": sum(r["has_truth"] for r in records)}
+    metrics: dict[str, float | int | None] = {"images": len(records),
+                                             "images_with_truth": sum(r["has_truth"] for r in records)}
 
-    def mean(key: str, rows: list[dict]) -> float:
-        values = np.array([r[key] for r in rows], dtype=float)
-        values = values[~np.isnan(values)]
-        return float(values.mean()) if len(values) else float("nan")
+    def mean(key: str, rows: list[dict]) -> float | None:
+        return _mean([float(r[key]) for r in rows])
 
     for key in ("dice", "iou"):
-        value, low, high = mean_interval(np.array([r[key] for r in records], dtype=float), resamples, confidence, seed)
-        metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+        value, low, high = mean_interval(np.array([r[key] for r in records], dtype=float), resamples, level, seed)
+        metrics.update({key: _finite(value), f"{key}_ci_low": _finite(low), f"{key}_ci_high": _finite(high)})
     metrics.update(_mask_ap(test, found, labels, label_mode, np.ones(len(labels), dtype=bool)))
     for failure in FAILURES:
         metrics[failure] = int(sum(r[failure] for r in records))
-    metrics["two_lungs"] = float(np.mean([r["components"] == 2 for r in records]))
+    metrics["two_lungs"] = _finite(float(np.mean([r["components"] == 2 for r in records]))) if records else None
     for key in ("plausible", "side_ratio", "area_fraction"):
         metrics[key] = mean(key, records)
     for index, name in enumerate(classes):
@@ -75,13 +75,11 @@ def segmentation_metrics(test: SplitArrays, found: list[LungInstances], records:
         metrics[f"mask_map50_{key}"], metrics[f"mask_map50_95_{key}"] = subset["mask_map50"], subset["mask_map50_95"]
         recalls = [zone_recall(f.lung_mask, np.asarray(test.masks[i])) for i, f in enumerate(found) if labels[i] == index]
         for zone in ZONES:
-            values = np.array([r[zone] for r in recalls if r], dtype=float)
-            values = values[~np.isnan(values)]
-            metrics[f"zone_recall_{zone}_{key}"] = float(values.mean()) if len(values) else float("nan")
+            metrics[f"zone_recall_{zone}_{key}"] = _mean([r[zone] for r in recalls if r])
     if label_mode == "diagnosis":
         probabilities = np.stack([diagnosis_probabilities(f, len(classes)) for f in found])
-        diagnosis = classification_metrics(labels, probabilities, classes, calibration_bins=10, bootstrap_resamples=resamples,
-                                           confidence_level=confidence, seed=seed)
+        diagnosis = classification_metrics(labels, probabilities, classes, calibration_bins=calibration_bins,
+                                           bootstrap_resamples=resamples, confidence_level=level, seed=seed)
         metrics.update({f"diagnosis_{key}": value for key, value in diagnosis.items()})
     return metrics
 
@@ -103,11 +101,12 @@ def _mask_ap(test: SplitArrays, found: list[LungInstances], labels: np.ndarray, 
         classes.append(instances.classes)
         truth_classes.append(classes_of_truth)
     ap = mask_average_precision(matches, confidences, classes, truth_classes)
-    return {"mask_map50": ap["map50"], "mask_map50_95": ap["map50_95"]}
+    return {"mask_map50": _finite(ap["map50"]), "mask_map50_95": _finite(ap["map50_95"])}
 
 
 def write_records(path, records: list[dict]) -> None:
-    """predictions.csv: one row per test image, floats rounded to 6 digits (stable bytes across platforms)."""
+    """predictions.csv: one row per test image, floats rounded to 6 digits (stable bytes across platforms),
+    an empty cell where a figure is undefined (Dice without a true mask)."""
     import csv
 
     from cxr.io.files import atomic_path
@@ -116,16 +115,21 @@ def write_records(path, records: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(records[0]) if records else ["name"], lineterminator="\n")
         writer.writeheader()
         for record in records:
-            writer.writerow({key: round(value, 6) if isinstance(value, float) else value for key, value in record.items()})
+            writer.writerow({key: ("" if np.isnan(value) else round(value, 6)) if isinstance(value, float) else value
+                             for key, value in record.items()})
 
 
-def read_records(path) -> list[dict]:
-    """predictions.csv back as dicts with numbers (the gallery's input)."""
+def read_records(path, names: np.ndarray) -> list[dict]:
+    """predictions.csv back as dicts with numbers, refused unless its rows are the test split's images in order."""
     import pandas as pd
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the segmenter's evaluation first (`dvc repro`)")
-    return pd.read_csv(path, keep_default_na=True).to_dict("records")
+    # Names as text: pandas would read a file called "NA" or "null" as missing.
+    records = pd.read_csv(path, dtype={"name": str, "label": str, "predicted": str}, keep_default_na=False, na_values=[""])
+    if list(records["name"]) != [str(name) for name in names]:
+        raise ValueError(f"{path} does not list this test split's images: rerun the segmenter's evaluation (`dvc repro`)")
+    return records.to_dict("records")
 
 
 def worst_first(records: list[dict]) -> list[int]:

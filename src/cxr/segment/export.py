@@ -43,6 +43,9 @@ def export_dataset(splits: dict[str, SplitArrays], out: Path, label_mode: str, c
                     without += 1
                     continue
                 stem = file_stem(str(name))
+                if (tmp / "images" / split / f"{stem}.png").exists():  # x.png beside x.jpg, or a__b/c beside a/b__c
+                    raise ValueError(f"{name} and another image of the {split} split both export as {stem}.png: "
+                                     f"rename one of them in the raw source")
                 Image.fromarray(np.asarray(image)).save(tmp / "images" / split / f"{stem}.png", optimize=False)
                 class_id = 0 if label_mode == "lung" else int(label)
                 lines = label_lines(polygons, mask.shape, class_id)
@@ -59,5 +62,5 @@ def export_dataset(splits: dict[str, SplitArrays], out: Path, label_mode: str, c
 
 
 def file_stem(name: str) -> str:
-    """A flat, unique file name for a raw source path (`COVID/images/COVID-1.png` -> `COVID__images__COVID-1`)."""
+    """A flat file name for a raw source path (`COVID/images/COVID-1.png` -> `COVID__images__COVID-1`)."""
     return Path(name).with_suffix("").as_posix().replace("/", "__")

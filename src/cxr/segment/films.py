@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxr.data.views import make_view
+from cxr.data.views import make_view, square_box
 from cxr.segment.predict import segment_lungs
 
 
@@ -21,5 +21,5 @@ def film_mask(net: nn.Module, pixels: np.ndarray, image_size: int, confidence: f
     side = max(height, width)
     upsampled = F.interpolate(torch.as_tensor(probability)[None, None], (side, side), mode="bilinear",
                               align_corners=False)[0, 0].numpy()
-    top, left = (side - height) // 2, (side - width) // 2  # where make_view placed the film in its square
-    return upsampled[top:top + height, left:left + width] > 0.5
+    left, top, _, _ = square_box(height, width)  # the film's corner in the square, negated
+    return upsampled[-top:-top + height, -left:-left + width] > 0.5

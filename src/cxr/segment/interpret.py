@@ -20,12 +20,11 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from cxr.explain.run import _finite, _mean
 from cxr.explain.scores import ZONES, lung_energy_fraction, lung_lift, mean_interval, zone_shares
 from cxr.metrics.classification import slug
 from cxr.segment.predict import LungInstances, network_input, raw_outputs
 
-# Index of the C2f block whose output (stride 8) feeds the Segment head's P3 branch in the YOLOv8 -seg YAMLs.
-ATTENTION_LAYER = 15
 # Pixels within this many of the true lung outline count as its border.
 BORDER_PIXELS = 2
 
@@ -39,6 +38,11 @@ class _Predictions(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return raw_outputs(self.net, batch)[0]
+
+
+def attention_layer(net: nn.Module) -> int:
+    """The layer whose output (stride 8) feeds the Segment head's finest level: the head's first input."""
+    return int(net.model[-1].f[0])
 
 
 class _LungObjects:
@@ -67,12 +71,14 @@ def attention_maps(net: nn.Module, images: np.ndarray, image_size: int, confiden
         parameter.requires_grad_(True)
     maps = []
     try:
-        with GradCAM(wrapped, target_layers=[net.model[ATTENTION_LAYER]]) as cam:
+        with GradCAM(wrapped, target_layers=[net.model[attention_layer(net)]]) as cam:
             for start in range(0, len(images), batch_size):
                 batch = network_input(images[start:start + batch_size], image_size, device)
                 with torch.no_grad():
                     predictions = wrapped(batch)
-                _, kept = non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20, return_idxs=True)
+                _, kept = non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20, return_idxs=True,
+                                              max_time_img=float("inf"))
+                kept = [anchors.long().view(-1) for anchors in kept]  # an image without detections gets a float (0, 1)
                 classes = [predictions[b, 4:4 + num_classes, anchors].argmax(0) for b, anchors in enumerate(kept)]
                 targets = [_LungObjects(a, c, num_classes) for a, c in zip(kept, classes)]
                 grid = cam(batch, targets=targets)  # (B, S, S), min-max scaled per image
@@ -106,7 +112,7 @@ def interpretation_metrics(attention: np.ndarray, uncertainty: np.ndarray, masks
     """Flat metrics over the explained images. The reference mask is the ground truth where the image has
     one, else the predicted mask (then the attention figures say where the model looks in its own lungs)."""
     reference = [m if m.any() else p for m, p in zip(masks, predicted)]
-    metrics: dict[str, float | int] = {"images": len(labels), "attention_layer": ATTENTION_LAYER}
+    metrics: dict[str, float | int | None] = {"images": len(labels)}
     per_image = {
         "attention_lung_energy": [lung_energy_fraction(a, r) for a, r in zip(attention, reference)],
         "attention_lung_lift": [lung_lift(a, r) for a, r in zip(attention, reference)],
@@ -116,12 +122,10 @@ def interpretation_metrics(attention: np.ndarray, uncertainty: np.ndarray, masks
     }
     for key, values in per_image.items():
         value, low, high = mean_interval(np.array(values, dtype=float), resamples, confidence, seed)
-        metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+        metrics.update({key: _finite(value), f"{key}_ci_low": _finite(low), f"{key}_ci_high": _finite(high)})
     for index, name in enumerate(classes):
         chosen = [k for k in range(len(labels)) if labels[k] == index and reference[k].any()]
         shares = [zone_shares(attention[k], reference[k]) for k in chosen]
         for zone in ZONES:
-            values = np.array([s[zone] for s in shares], dtype=float)
-            values = values[~np.isnan(values)]
-            metrics[f"attention_zone_{zone}_{slug(name)}"] = float(values.mean()) if len(values) else float("nan")
+            metrics[f"attention_zone_{zone}_{slug(name)}"] = _mean([s[zone] for s in shares])
     return metrics

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from cxr.params import Classes, Device, Section, Seed
+from cxr.params import Section, Seed
 
 # lung: one class; diagnosis: each lung labelled with its image's class (COVID-19 / Pneumonia / Normal), as
 # the original study did, so the segmenter also classifies.
@@ -15,7 +16,7 @@ LabelMode = Literal["lung", "diagnosis"]
 
 class SegmentTrainParams(Section):
     seed: Seed  # weights initialisation, batch order and Ultralytics' augmentation
-    model: str  # an Ultralytics model YAML, e.g. yolov8n-seg.yaml (built from scratch: nothing to download)
+    model: str  # an Ultralytics YOLOv8 segmentation YAML, e.g. yolov8n-seg.yaml (built from scratch: nothing to download)
     # none: start from random weights; or the path of a .pt file (e.g. yolov8n-seg.pt) to start from.
     weights: str
     image_size: int = Field(ge=32, multiple_of=32)  # YOLO's input size (imgsz); stride 32
@@ -26,17 +27,13 @@ class SegmentTrainParams(Section):
     @field_validator("model")
     @classmethod
     def _yaml(cls, model: str) -> str:
-        if not model.endswith((".yaml", ".yml")):
-            raise ValueError("must be a model YAML such as yolov8n-seg.yaml; start weights go in `weights`")
+        # Inference and Grad-CAM read the YOLOv8 Segment head's outputs; other families' heads differ.
+        if not re.fullmatch(r"yolov8[nsmlx]?-seg\.ya?ml", model):
+            raise ValueError("must be a YOLOv8 segmentation YAML such as yolov8n-seg.yaml (yolov8n/s/m/l/x-seg.yaml); "
+                             "start weights go in `weights`")
         return model
 
 
-class SegmentEvaluateParams(Section):
-    confidence: float = Field(gt=0, lt=1)  # lung instances below this confidence are dropped
-    gallery: int = Field(ge=1)  # the worst-Dice test images shown in the gallery
-    images_per_class: int = Field(ge=1)  # the class-balanced sample whose attention maps are summarised by zone
+Confidence = Annotated[float, Field(gt=0, lt=1)]  # segment.confidence: lung instances below it are dropped
+GallerySize = Annotated[int, Field(ge=1)]  # segment.gallery: the worst test masks shown
 
-
-# What segment_evaluate and segment_explain read: their intervals are made like the classifiers' (evaluate.*).
-EVALUATION_KEYS = {"classes": Classes, "device": Device, "segment.evaluate": SegmentEvaluateParams, "evaluate.seed": int,
-                   "evaluate.bootstrap_resamples": int, "evaluate.confidence_level": float}

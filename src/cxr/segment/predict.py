@@ -70,7 +70,8 @@ def segment_lungs(net: nn.Module, images: np.ndarray, image_size: int, confidenc
         chunk = np.asarray(images[start:start + batch_size])
         height, width = chunk.shape[1:]
         predictions, prototypes = raw_outputs(net, network_input(chunk, image_size, device))
-        kept = non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20)
+        # No time limit: Ultralytics' NMS otherwise drops the rest of a batch on a busy CPU, silently.
+        kept = non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20, max_time_img=float("inf"))
         scale = torch.tensor([width / image_size, height / image_size] * 2, device=predictions.device)
         for detections, protos in zip(kept, prototypes):
             boxes = detections[:, :4] * scale

@@ -75,7 +75,7 @@ def instance_matches(instance_masks: np.ndarray, instance_classes: np.ndarray, t
                      truth_classes: np.ndarray) -> np.ndarray:
     """(K, 10) bool: whether each predicted instance (highest confidence first) matches a ground-truth lung
     of its class at IoU 0.50, 0.55, ..., 0.95, each ground truth matched once: COCO's mask AP matching,
-    through Ultralytics' own matcher so the figures compare with `yolo val`."""
+    through Ultralytics' own matcher."""
     import torch
     from ultralytics.models.yolo.detect.val import DetectionValidator
     from ultralytics.utils.metrics import mask_iou
@@ -95,7 +95,9 @@ def instance_matches(instance_masks: np.ndarray, instance_classes: np.ndarray, t
 
 def mask_average_precision(matches: list[np.ndarray], confidences: list[np.ndarray], classes: list[np.ndarray],
                            truth_classes: list[np.ndarray]) -> dict[str, float]:
-    """Mask mAP50 and mAP50-95 over images, computed by Ultralytics' ap_per_class (its `yolo val` figures)."""
+    """Mask mAP50 and mAP50-95 over images by Ultralytics' ap_per_class. From the detections above the
+    evaluation's confidence threshold: `yolo val` keeps all down to 0.001, which extends the precision-recall
+    curve and can only add to its figure."""
     from ultralytics.utils.metrics import ap_per_class
 
     truth = np.concatenate(truth_classes) if truth_classes else np.zeros(0)

@@ -8,6 +8,7 @@ stage's outputs are only the checkpoint and the log, and the exports other stage
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,6 +41,10 @@ class SegmentTrainingError(ValueError):
     """Training cannot start; the message says which file or parameter to fix."""
 
 
+class SegmenterError(ValueError):
+    """A saved segmenter cannot be used; the message names the file and the fix."""
+
+
 def start_weights(weights: str) -> Path | None:
     """The `.pt` file to start from, or None (random initialisation); never a name Ultralytics would download."""
     if weights == "none":
@@ -47,9 +52,9 @@ def start_weights(weights: str) -> Path | None:
     path = Path(weights)
     if not path.is_file():
         raise SegmentTrainingError(
-            f"segment.weights: {path} not found. Download it on a machine with internet (e.g. yolov8n-seg.pt from "
+            f"segment.train.weights: {path} not found. Download it on a machine with internet (e.g. yolov8n-seg.pt from "
             f"https://github.com/ultralytics/assets/releases), place it at that path (`dvc add` it to share it), "
-            f"or set segment.weights: none to train from scratch")
+            f"or set segment.train.weights: none to train from scratch")
     return path.resolve()
 
 
@@ -77,15 +82,21 @@ def training_data(exports: list[Path], work: Path, label_mode: str, classes: lis
 
 def train_segmenter(params: SegmentTrainParams, label_mode: str, classes: list[str], exports: list[Path],
                     device: torch.device, checkpoint: Path, log_dir: Path) -> dict:
-    """Trains, keeps Ultralytics' best epoch (by its fitness: box plus mask, each 0.1 mAP50 + 0.9 mAP50-95, so
-    at most 2), writes the checkpoint and the dvclive log; returns the training summary."""
+    """Trains, keeps Ultralytics' best epoch (by its fitness: box mAP50-95 plus mask mAP50-95, so at most 2),
+    writes the checkpoint and the dvclive log; returns the training summary.
+
+    The log is replaced only together with the checkpoint (as the classifiers'), so a killed run leaves the
+    previous pair intact.
+    """
     from dvclive import Live
 
     from cxr.io.files import atomic_dir, atomic_path
 
     weights = start_weights(params.weights)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=checkpoint.parent, prefix=f".{checkpoint.stem}-ultralytics-") as folder:
+    # Named as cxr.io.files names temporaries (.<output>.tmp-<pid>-...): ignored by git and DVC, and removed by
+    # the next write of the checkpoint if this process is killed.
+    with tempfile.TemporaryDirectory(dir=checkpoint.parent, prefix=f".{checkpoint.name}.tmp-{os.getpid()}-") as folder:
         work = Path(folder)
         ultralytics_offline(work / "config")
         from ultralytics import YOLO
@@ -104,11 +115,11 @@ def train_segmenter(params: SegmentTrainParams, label_mode: str, classes: list[s
             # Ultralytics saves best.pt whenever an epoch's fitness equals the best so far: the last such epoch.
             best_epoch = max(epoch for epoch, value in enumerate(fitness, 1) if value == max(fitness))
             live.summary["best"] = {"epoch": best_epoch, "fitness": max(fitness)}
-        summary = {"epoch": best_epoch, "fitness": max(fitness), "epochs": params.epochs,
-                   "label_mode": label_mode, "names": label_names(label_mode, classes), "classes": list(classes),
-                   "image_size": params.image_size, "weights": params.weights, "seed": params.seed}
-        with atomic_path(checkpoint) as tmp:
-            save_segmenter(trainer.best, tmp, summary)
+            summary = {"epoch": best_epoch, "fitness": max(fitness), "epochs": params.epochs,
+                       "label_mode": label_mode, "names": label_names(label_mode, classes), "classes": list(classes),
+                       "image_size": params.image_size, "weights": params.weights, "seed": params.seed}
+            with atomic_path(checkpoint) as tmp:
+                save_segmenter(trainer.best, tmp, summary)
     return summary
 
 
@@ -150,11 +161,16 @@ def save_segmenter(ultralytics_checkpoint: Path, path: Path, summary: dict) -> N
 
 def load_segmenter(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """The network of a saved segmenter and its training summary (label mode, names, image size)."""
+    retrain = "retrain it (`dvc repro segment_train`)"
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found: train the segmenter first (`dvc repro segment_train`)")
+        raise SegmenterError(f"{path} not found: train the segmenter first (`dvc repro segment_train`)")
     ultralytics_offline()  # the pickled network's classes are Ultralytics'
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
-    if "cxr" not in checkpoint:
-        raise ValueError(f"{path} is not a segmenter saved by this pipeline (no training summary): retrain it")
+    try:
+        # weights_only=False: Ultralytics pickles the network object. Our own stage wrote this file.
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # a truncated, foreign or incompatible file fails in many ways; all mean the same
+        raise SegmenterError(f"{path} cannot be read ({type(err).__name__}: {err}): {retrain}") from None
+    if not isinstance(checkpoint, dict) or "cxr" not in checkpoint or not isinstance(checkpoint.get("model"), torch.nn.Module):
+        raise SegmenterError(f"{path} is not a segmenter saved by this pipeline (no training summary): {retrain}")
     net = checkpoint["model"].float().to(device).eval()
     return net, checkpoint["cxr"]

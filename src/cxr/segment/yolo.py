@@ -1,9 +1,9 @@
 """Ultralytics YOLO, offline and contained: nothing downloaded, installed, synced or written outside a
 folder the stage names.
 
-Ultralytics reaches for the network in several places: hub and analytics events, the Arial font for
-plots, AMP-check weights on CUDA, pip auto-install of missing packages, and `.pt` weights named but not
-present. It also writes a settings file into the user's config folder and, with dvclive importable,
+Ultralytics reaches for the network in several places: hub and analytics events, uploads to its Platform
+when an API key is set, the Arial font for plots, AMP-check weights on CUDA, pip auto-install of missing
+packages, and `.pt` weights named but not present. It also writes a settings file into the user's config folder and, with dvclive importable,
 starts its own DVC experiment. `ultralytics_offline` closes all of these before the package is imported.
 """
 
@@ -38,12 +38,21 @@ def ultralytics_offline(config_dir: Path | None = None) -> ModuleType:
         os.environ["YOLO_OFFLINE"] = "1"  # is_online() answers False without a DNS probe: no hub, no events
         os.environ["YOLO_AUTOINSTALL"] = "false"
         os.environ["YOLO_VERBOSE"] = "false"
+    # With an API key, Ultralytics' Platform callback uploads metrics and weights whatever YOLO_OFFLINE says.
+    os.environ.pop("ULTRALYTICS_API_KEY", None)
     import ultralytics
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+    from PIL import Image
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, patches
 
+    # Importing Ultralytics replaces PIL's Image.open process-wide with one that answers any unidentifiable file
+    # by installing (or, with auto-install off, failing to import) pi-heif: our readers must see PIL's own
+    # UnidentifiedImageError, which skips and reports the file. Films are never HEIF.
+    Image.open = patches._image_open
     _place_fonts(USER_CONFIG_DIR)
 
     changes = {key: False for key in INTEGRATIONS if key in SETTINGS and SETTINGS[key] is not False}
+    if SETTINGS.get("api_key"):
+        changes["api_key"] = ""
     runs = config_dir / "runs"
     folders = {"datasets_dir": str(config_dir / "datasets"), "weights_dir": str(config_dir / "weights"), "runs_dir": str(runs)}
     changes.update({key: value for key, value in folders.items() if SETTINGS.get(key) != value})

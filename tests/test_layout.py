@@ -180,3 +180,14 @@ def test_every_params_key_is_read_by_some_stage():
     for _, stage in stage_definitions():
         declared |= {key.split(".")[0] for key in stage.get("params", [])}
     assert declared == set(params)
+
+
+def test_the_registry_names_every_trained_model():
+    """dvc.yaml's artifacts list each models x datasets checkpoint and the segmenter, at the paths the stages write."""
+    params = default_params()
+    artifacts = DVC_YAML["artifacts"]
+    expected = {f"{model.replace('_', '-')}-{dataset}": paths.model_file(dataset, model)
+                for model in params["models"] for dataset in params["datasets"]}
+    expected["lung-segmenter"] = paths.SEGMENTER_FILE
+    assert {name: Path(entry["path"]) for name, entry in artifacts.items()} == expected
+    assert all(entry["type"] == "model" and entry["desc"] and entry["labels"] for entry in artifacts.values())

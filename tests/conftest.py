@@ -48,6 +48,15 @@ def tiny_params(**overrides) -> dict:
     return params
 
 
+def one_run_params() -> dict:
+    """tiny_params cut to one model on the lungs view, its segmenter and the cascade: a whole pipeline in about
+    a minute, for tests of what is done with a pipeline's results (remotes, experiments)."""
+    params = tiny_params(models=["resnet18"], datasets=["lungs"],
+                         cross_tests=[{"trained_on": "lungs", "tested_on": "lungs_segmented"}])
+    params["segment"].update(train_on=["lungs"], evaluate_on=["lungs"])
+    return params
+
+
 def write_params(directory: Path, params: dict) -> Path:
     path = directory / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))

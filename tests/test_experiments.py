@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_params
+from tests.conftest import one_run_params
 from tests.test_pipeline import _dvc, _run, baseline_repo
 
 pytestmark = pytest.mark.pipeline
@@ -19,10 +19,7 @@ METRIC = "metrics/classify/lungs/resnet18.json"
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    params = tiny_params(models=["resnet18"], datasets=["lungs"],
-                         cross_tests=[{"trained_on": "lungs", "tested_on": "lungs_segmented"}])
-    params["segment"].update(train_on=["lungs"], evaluate_on=["lungs"])
-    return baseline_repo(tmp_path_factory.mktemp("experiments"), params)
+    return baseline_repo(tmp_path_factory.mktemp("experiments"), one_run_params())
 
 
 def experiments(repo: Path) -> dict[str, dict]:

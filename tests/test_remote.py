@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_params
+from tests.conftest import one_run_params
 from tests.test_pipeline import _dvc, _run, baseline_repo, changed_stages
 
 pytestmark = pytest.mark.pipeline
@@ -69,10 +69,7 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reproduced tiny pipeline (one model, the lungs view), committed."""
-    params = tiny_params(models=["resnet18"], datasets=["lungs"],
-                         cross_tests=[{"trained_on": "lungs", "tested_on": "lungs_segmented"}])
-    params["segment"].update(train_on=["lungs"], evaluate_on=["lungs"])
-    return baseline_repo(tmp_path_factory.mktemp("origin"), params)
+    return baseline_repo(tmp_path_factory.mktemp("origin"), one_run_params())
 
 
 def round_trip(origin: Path, clone: Path, remote: str, url: str, keyfile: Path | None = None) -> None:

@@ -111,8 +111,9 @@ def test_training_starts_from_a_local_weights_file(tmp_path, exported, no_networ
 
 
 def test_missing_weights_file_names_it_and_the_fix(tmp_path, exported, no_network):
-    with pytest.raises(SegmentTrainingError, match=r"segment\.train\.weights: .*yolov8n-seg\.pt not found.*segment\.train\.weights: none"):
-        train(tmp_path, exported, weights=str(tmp_path / "yolov8n-seg.pt"))
+    fix = r"segment\.train\.weights: .*start-seg\.pt not found.*segment\.train\.weights: none"
+    with pytest.raises(SegmentTrainingError, match=fix):
+        train(tmp_path, exported, weights=str(tmp_path / "start-seg.pt"))
     assert no_network == []
     assert not (tmp_path / "models" / "segmenter.pt").exists()
 

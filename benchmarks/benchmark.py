@@ -12,9 +12,12 @@ hits both alike; medians of the repeats are reported.
 2. `dvc repro` wall time from scratch, in a temporary copy of this repository (default params.yaml).
 3. `dvc repro` wall time when nothing changed, against DVC's own floor: the same command in a fresh
    repository with as many trivial stages (one small dependency and one output each).
-4. Training images/s of the train stage's own loop (batch transfer, augmentation, normalisation,
+4. Training images/s of the train stage's own loop (batch gather, augmentation, normalisation,
    forward, backward, optimizer and scheduler step) against a bare PyTorch loop over ready-made tensors,
-   same model, batch size and input size.
+   same model, batch size, input size and autocast (bf16 on a GPU that has it), in the default memory format
+   and in channels_last; the ratio is to the better of the two. For the study's GPU sizes:
+   `python benchmarks/benchmark.py --skip-pipeline --prepared-from . --study-sizes` (224 px, 299 for
+   InceptionV3, batch 128).
 """
 
 from __future__ import annotations
@@ -37,14 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cxr.io.arrays import SplitArrays, intensity_stats  # noqa: E402
-from cxr.models.inference import mixed_precision, model_input, resolve_device  # noqa: E402
+from cxr.models.inference import SplitBatches, mixed_precision, model_input, resolve_device, to_device_format  # noqa: E402
 from cxr.models.params import ModelParams  # noqa: E402
 from cxr.models.registry import build_model  # noqa: E402
 from cxr.params import Classes, Device, Names, load_params  # noqa: E402
 from cxr.paths import split_dir  # noqa: E402
 from cxr.training.augment import augment_batch  # noqa: E402
-from cxr.training.loop import class_weights, train_one_epoch, training_loader  # noqa: E402
+from cxr.training.loop import class_weights, train_one_epoch  # noqa: E402
+from cxr.training.order import EpochOrders  # noqa: E402
 from cxr.training.params import TrainParams  # noqa: E402
+from cxr.training.processes import SINGLE  # noqa: E402
 
 PARAMS = REPO / "params.yaml"
 PIPELINE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
@@ -143,21 +148,40 @@ def print_startup(times: dict[str, list[float]]) -> None:
         print(f"| {name} | {statistics.median(values):.2f} | {median_ratio(values, floor):.2f} |", flush=True)
 
 
-def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches: int):
+STUDY_BATCH = 128
+STUDY_SIZES = {"inception_v3": 299}  # the study's input sizes; 224 px for every other architecture
+STUDY = {"on": False}  # --study-sizes
+
+
+def run_settings(model_name: str):
+    """(model params, train params, classes, device) of the default params.yaml, or at the study's sizes."""
     model_key = f"model.{model_name}"
     params = load_params({"classes": Classes, "device": Device, "train": TrainParams, model_key: ModelParams}, PARAMS)
-    model_params, train_params, classes = params[model_key], params["train"], params["classes"]
+    model_params, train_params = params[model_key], params["train"]
+    if STUDY["on"]:
+        model_params = model_params.model_copy(update={"image_size": STUDY_SIZES.get(model_params.arch, 224)})
+        train_params = train_params.model_copy(update={"batch_size": STUDY_BATCH})
+    return model_params, train_params, params["classes"], resolve_device(params["device"])
+
+
+def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches: int):
+    """The train stage's own loop: its batches (the split resident on the GPU, one gather per batch), augmentation,
+    normalisation, model layout, optimizer and scheduler, over the first `batches` batches of an epoch's order."""
+    model_params, train_params, classes, device = run_settings(model_name)
     torch.manual_seed(train_params.seed)
-    device = resolve_device(params["device"])
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)  # as the train stage runs on CPU
+    else:
+        torch.backends.cudnn.benchmark = True  # as the train stage runs on CUDA
     split = SplitArrays.load(prepared_root / split_dir(dataset, "train"))
-    model = build_model(model_params.arch, len(classes), model_params.image_size).to(device)
+    model = to_device_format(build_model(model_params.arch, len(classes), model_params.image_size), device)
     mean, std = intensity_stats(split.images)
-    loader = training_loader(split, train_params, len(classes))
+    split_batches = SplitBatches(split, train_params.batch_size, device)
+    orders = EpochOrders(split.labels, len(classes), train_params, SINGLE)
     criterion = nn.CrossEntropyLoss(weight=class_weights(split, len(classes), train_params).to(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10 * len(loader))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay,
+                                  fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10 * len(split_batches))
     rng = torch.Generator().manual_seed(train_params.seed)
     precision = mixed_precision(device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
@@ -166,28 +190,29 @@ def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches
         return model_input(images, model_params.image_size, mean, std,
                            lambda pixels: augment_batch(pixels, train_params.augment, rng))
 
-    subset = torch.utils.data.Subset(loader.dataset, range(min(len(split), batches * train_params.batch_size)))
-    timed_loader = torch.utils.data.DataLoader(subset, batch_size=train_params.batch_size, shuffle=True,
-                                               generator=torch.Generator().manual_seed(0))
+    images = min(len(split), batches * train_params.batch_size)
 
     def run() -> None:
-        train_one_epoch(model, timed_loader, to_input, criterion, optimizer, scheduler, scaler, precision, device)
+        order = orders.next_epoch()[:images]
+        train_one_epoch(model, split_batches.in_order(order), to_input, criterion, optimizer, scheduler, scaler,
+                        precision, device, quiet=True)
 
-    return timer(run, len(subset), device)
+    return timer(run, images, device)
 
 
-def bare_throughput(model_name: str, batches: int):
-    model_key = f"model.{model_name}"
-    params = load_params({"classes": Classes, "device": Device, "train": TrainParams, model_key: ModelParams}, PARAMS)
-    model_params, batch, classes = params[model_key], params["train"].batch_size, params["classes"]
-    torch.manual_seed(params["train"].seed)
-    device = resolve_device(params["device"])
-    model = build_model(model_params.arch, len(classes), model_params.image_size).to(device).train()
+def bare_throughput(model_name: str, batches: int, channels_last: bool):
+    """A bare PyTorch loop over ready-made input tensors on the device: forward, loss, backward, AdamW step."""
+    model_params, train_params, classes, device = run_settings(model_name)
+    batch = train_params.batch_size
+    torch.manual_seed(train_params.seed)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(model_params.arch, len(classes), model_params.image_size).to(device, memory_format=memory_format)
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr)
     precision = mixed_precision(device)
     size = model_params.image_size
-    data = [(torch.randn(batch, 3, size, size, device=device), torch.randint(0, len(classes), (batch,), device=device))
-            for _ in range(batches)]
+    data = [(torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format),
+             torch.randint(0, len(classes), (batch,), device=device)) for _ in range(batches)]
 
     def run() -> None:
         for inputs, labels in data:
@@ -229,7 +254,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating timed repeats per loop (median reported)")
     parser.add_argument("--startup-repeats", type=int, default=5, help="alternating start-up repeats (median reported)")
     parser.add_argument("--noop-repeats", type=int, default=5, help="alternating no-op repro repeats (median reported)")
+    parser.add_argument("--study-sizes", action="store_true", help="throughput at 224 px (299 for InceptionV3), batch 128")
     args = parser.parse_args()
+    STUDY["on"] = args.study_sizes
     if args.skip_pipeline and args.prepared_from is None:
         parser.error("--skip-pipeline needs --prepared-from")
 
@@ -256,19 +283,19 @@ def main() -> None:
             print(f"| no-op ratio ours / floor (median of per-round ratios) | "
                   f"{median_ratio(no_op['ours'], no_op['floor']):.2f} |", flush=True)
             prepared_root = repo
-        train = load_params({"train": TrainParams}, PARAMS)["train"]
-        models = load_params({**{f"model.{m}": ModelParams for m in params["models"]}}, PARAMS)
-        print("| model | input px | batch | train stage img/s | bare loop img/s | ratio |")
+        print("| model | input px | batch | train stage img/s | bare loop img/s (default / channels_last) "
+              "| stage / better bare |")
         print("|---|---|---|---|---|---|")
         for model_name in params["models"]:
-            stage_timer = stage_throughput(model_name, params["datasets"][0], prepared_root, args.batches)
-            bare_timer = bare_throughput(model_name, args.batches)
-            # Alternating repeats, so a busy moment of the machine hits both loops alike.
-            timings = [(stage_timer(), bare_timer()) for _ in range(args.repeats)]
-            stage = statistics.median(t[0] for t in timings)
-            bare = statistics.median(t[1] for t in timings)
-            print(f"| {model_name} | {models[f'model.{model_name}'].image_size} | {train.batch_size} "
-                  f"| {stage:.1f} | {bare:.1f} | {stage / bare:.3f} |", flush=True)
+            timers = (stage_throughput(model_name, params["datasets"][0], prepared_root, args.batches),
+                      bare_throughput(model_name, args.batches, channels_last=False),
+                      bare_throughput(model_name, args.batches, channels_last=True))
+            # Alternating repeats, so a busy moment of the machine hits all loops alike.
+            timings = [[time_one() for time_one in timers] for _ in range(args.repeats)]
+            stage, bare, bare_cl = (statistics.median(t[i] for t in timings) for i in range(3))
+            model_params, train_params, _, _ = run_settings(model_name)
+            print(f"| {model_name} | {model_params.image_size} | {train_params.batch_size} "
+                  f"| {stage:.1f} | {bare:.1f} / {bare_cl:.1f} | {stage / max(bare, bare_cl):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 
-from torch.utils.data import DataLoader
-
 from cxr.io.arrays import SplitArrays
 from cxr.metrics.classification import classification_metrics, write_evaluation
 from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
-from cxr.models.inference import predict_probabilities, resolve_device, split_dataset
+from cxr.models.inference import SplitBatches, predict_probabilities, resolve_device
 from cxr.params import Classes, Device, stage_arguments, stage_params
 from cxr.paths import confusion_file, metrics_file, model_file, predictions_file, roc_dir, split_dir, view_file
 
@@ -41,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {err}") from None
 
     test = SplitArrays.load(split_dir(tested_on, "test"))
-    loader = DataLoader(split_dataset(test), batch_size=evaluate.batch_size)
-    probabilities = predict_probabilities(model, loader, meta["image_size"], meta["mean"], meta["std"], device)
+    batches = SplitBatches(test, evaluate.batch_size, device)
+    probabilities = predict_probabilities(model, batches, meta["image_size"], meta["mean"], meta["std"], device)
     metrics = classification_metrics(test.labels, probabilities, meta["classes"], calibration_bins=evaluate.calibration_bins,
                                      bootstrap_resamples=evaluate.bootstrap_resamples,
                                      confidence_level=evaluate.confidence_level, seed=evaluate.seed)

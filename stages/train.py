@@ -2,12 +2,15 @@
 
     python stages/train.py --model resnet18 --dataset full
 
+With train.processes > 1 it starts itself under torchrun, that many processes (one per GPU, or CPU processes).
+
 Writes the checkpoint models/<dataset>/<model>.pt and the dvclive log reports/train/<dataset>/<model>/.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from cxr.io.arrays import SplitArrays
 from cxr.models.inference import resolve_device
@@ -17,12 +20,22 @@ from cxr.params import Classes, Device, stage_arguments, stage_params
 from cxr.paths import model_file, split_dir, train_log_dir, view_file
 from cxr.training.loop import TrainingError, train_classifier
 from cxr.training.params import TrainParams
+from cxr.training.processes import join_processes, leave_processes, run, torchrun_command
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_arguments(__doc__, argv, model=True, dataset=True)
     model_key = f"model.{args.model}"
     params = stage_params({"classes": Classes, "device": Device, "train": TrainParams, model_key: ModelParams})
+    try:
+        torchrun = torchrun_command(params["train"].processes, __file__, sys.argv[1:] if argv is None else argv)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    if torchrun:
+        if code := run(torchrun):
+            raise SystemExit(code)
+        return
+    processes, device = join_processes(resolve_device(params["device"]))
 
     train_split = SplitArrays.load(split_dir(args.dataset, "train"))
     val_split = SplitArrays.load(split_dir(args.dataset, "val"))
@@ -30,13 +43,16 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"model": args.model, "dataset": args.dataset, "preprocessing": json.loads(view_file(args.dataset).read_text())}
     try:
         meta = train_classifier(train_split, val_split, params["classes"], params[model_key], params["train"],
-                                resolve_device(params["device"]), model_file(args.dataset, args.model),
-                                train_log_dir(args.dataset, args.model), meta, desc=f"{args.model}/{args.dataset}")
+                                device, model_file(args.dataset, args.model), train_log_dir(args.dataset, args.model),
+                                meta, desc=f"{args.model}/{args.dataset}", processes=processes)
     except WeightsError as err:
         raise SystemExit(f"error: {model_key}.weights: {err}") from None
     except TrainingError as err:
         raise SystemExit(f"error: {args.dataset}: {err}") from None
-
+    finally:
+        leave_processes()
+    if not processes.writes:
+        return
     print(f"saved {model_file(args.dataset, args.model)} (epoch {meta['epoch']}, val macro-F1 {meta['val_macro_f1']:.4f})")
 
 

@@ -196,6 +196,35 @@ def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     assert "0.002" in json.dumps(shown)
 
 
+def test_the_pr_report_shows_what_a_params_change_moved(pipeline_repo, tmp_path, monkeypatch):
+    """The README's `cxr pr-report`, the comment of the pull-request workflow: the workspace (resnet18 retrained
+    at another learning rate, by the test above or here) against the committed baseline."""
+    from cxr.cli import main
+
+    repo = pipeline_repo
+    if yaml.safe_load((repo / "params.yaml").read_text())["model"]["resnet18"]["lr"] != 0.002:
+        _dvc(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
+    monkeypatch.chdir(repo)
+    assert main(["pr-report", "--base", "HEAD", "--out", str(tmp_path / "pr")]) == 0
+    report = (tmp_path / "pr" / "report.md").read_text()
+    params, metrics, plots = (report.split(f"### {name}")[1].split("###")[0] for name in ("Params", "Metrics", "Plots"))
+    assert "model.resnet18.lr" in params and "0.002" in params and len(params.strip().splitlines()) == 3
+    moved = {line.split("|")[1].strip() for line in metrics.splitlines() if line.startswith("| metrics/")}
+    # Only resnet18's evaluations moved (of both views and their cross tests), and its test scores among them.
+    assert {"metrics/classify/full/resnet18.json", "metrics/classify/lungs/resnet18.json"} <= moved
+    assert all("resnet18" in path for path in moved), moved
+    figures = {path.name for path in (tmp_path / "pr" / "plots").iterdir()}
+    assert {"reports_train_full_resnet18.png", "reports_train_lungs_resnet18.png"} <= figures
+    assert all("resnet18" in name or name.endswith(("comparison.png", "explanations.png", "zones.png")) for name in figures)
+    assert all(f'<img src="plots/{name}"' in plots for name in figures if not name.startswith("base_"))
+    assert (tmp_path / "pr" / "dvc_plots" / "index.html").is_file()
+    # The workflow's form: the same report with the figures linked to the run's page.
+    assert main(["pr-report", "--base", "HEAD", "--out", str(tmp_path / "pr"), "--plots-url", "https://ci.example/run/1"]) == 0
+    linked = (tmp_path / "pr" / "report.md").read_text()
+    assert "<img" not in linked and "(https://ci.example/run/1)" in linked
+    assert linked.split("### Plots")[0] == report.split("### Plots")[0]
+
+
 def test_data_params_invalidate_only_their_source_or_view(pipeline_repo):
     """A source's settings re-index that source only; a view's settings rebuild views, not indexes."""
     repo = pipeline_repo

@@ -12,18 +12,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 import cxr.training.loop as loop
 from cxr.data.views import make_view
 from cxr.io.arrays import SplitArrays
 from cxr.models.checkpoints import load_checkpoint
-from cxr.models.inference import model_input, predict_probabilities, split_dataset
+from cxr.models.inference import SplitBatches, model_input, predict_probabilities
 from cxr.models.params import ModelParams
 from cxr.synthetic.generator import CLASSES, render_case
 from cxr.training.augment import augment_batch
-from cxr.training.loop import class_weights, train_classifier, training_loader
+from cxr.training.loop import class_weights, train_classifier
+from cxr.training.order import EpochOrders
 from cxr.training.params import AugmentParams, TrainParams
+from cxr.training.processes import SINGLE, Processes
 from tests.conftest import default_params
 
 CPU = torch.device("cpu")
@@ -37,7 +38,7 @@ SMALL_RESNET = ModelParams(arch="resnet18", image_size=32, lr=1e-3)
 def train_params(epochs: int = 1, class_balance: str = "none", seed: int = 0, batch_size: int = 16,
                  augment: AugmentParams = NO_AUGMENT) -> TrainParams:
     return TrainParams(seed=seed, epochs=epochs, batch_size=batch_size, weight_decay=0, class_balance=class_balance,
-                       num_workers=0, augment=augment)
+                       processes=1, augment=augment)
 
 
 def synthetic_split(per_class: int, seed: int) -> SplitArrays:
@@ -84,8 +85,7 @@ def every_fifth(split: SplitArrays) -> SplitArrays:
 
 def heldout_accuracy(checkpoint: Path, test: SplitArrays) -> float:
     model, meta = load_checkpoint(checkpoint)
-    loader = DataLoader(split_dataset(test), batch_size=64)
-    probabilities = predict_probabilities(model, loader, meta["image_size"], meta["mean"], meta["std"], CPU)
+    probabilities = predict_probabilities(model, SplitBatches(test, 64, CPU), meta["image_size"], meta["mean"], meta["std"], CPU)
     return float((probabilities.argmax(axis=1) == test.labels).mean())
 
 
@@ -234,9 +234,39 @@ def imbalanced_split(counts: tuple[int, ...] = (60, 20, 10)) -> SplitArrays:
     return SplitArrays(images, np.zeros_like(images, dtype=bool), labels, names)
 
 
-def drawn_indices(split: SplitArrays, class_balance: str, epochs: int) -> list[np.ndarray]:
-    loader = training_loader(split, train_params(class_balance=class_balance), len(CLASSES))
-    return [torch.cat([images.flatten() for images, _ in loader]).numpy().astype(int) for _ in range(epochs)]
+def drawn_indices(split: SplitArrays, class_balance: str, epochs: int, processes: Processes = SINGLE,
+                  seed: int = 0) -> list[np.ndarray]:
+    """The images of each epoch's batches, as the training loop gets them (an image's pixels are its index)."""
+    params = train_params(class_balance=class_balance, seed=seed)
+    orders = EpochOrders(split.labels, len(CLASSES), params, processes)
+    batches = SplitBatches(split, processes.share_of(params.batch_size), CPU)
+    return [torch.cat([images.flatten() for images, _ in batches.in_order(orders.next_epoch())]).numpy().astype(int)
+            for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("class_balance", ["sampler", "none"])
+def test_the_epoch_orders_follow_the_seed(class_balance):
+    """The same train.seed draws the same batches, epoch after epoch; another seed other ones."""
+    split = imbalanced_split()
+    assert all(np.array_equal(a, b) for a, b in zip(drawn_indices(split, class_balance, 3),
+                                                    drawn_indices(split, class_balance, 3), strict=True))
+    other = drawn_indices(split, class_balance, 1, seed=1)[0]
+    assert not np.array_equal(other, drawn_indices(split, class_balance, 1)[0])
+
+
+def test_processes_share_every_batch():
+    """Two processes: each trains on half of every batch, and together on exactly the batches one process
+    would train on; a split of odd size is padded by repeating its first images, as DistributedSampler pads."""
+    split = imbalanced_split((20, 7, 4))  # 31 images: 16 per process
+    one = drawn_indices(split, "none", 2)
+    ranks = [drawn_indices(split, "none", 2, Processes(rank, 2)) for rank in range(2)]
+    for epoch, whole in enumerate(one):
+        shards = [ranks[rank][epoch] for rank in range(2)]
+        assert [len(shard) for shard in shards] == [16, 16]
+        for step in range(2):  # batches of 8 per process, 16 together
+            together = np.concatenate([shard[step * 8:(step + 1) * 8] for shard in shards])
+            padded = np.concatenate([whole, whole[:1]])
+            assert sorted(together) == sorted(padded[step * 16:(step + 1) * 16])
 
 
 def test_sampler_draws_classes_evenly_from_imbalanced_data():

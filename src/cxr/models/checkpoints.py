@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cxr.io.files import atomic_path
+from cxr.models.inference import to_device_format
 from cxr.models.registry import build_model
 
 CHECKPOINT_FORMAT = 1
@@ -18,7 +19,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: Path, model: nn.Module, meta: dict) -> None:
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    # Contiguous: the same weights give the same bytes whether trained channels_last (CUDA) or not.
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     # Saved through a file object: given a path, torch names the archive's inner folder after the (random)
     # temporary file name, and the same weights would get new bytes and a new DVC hash on every run.
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
@@ -47,4 +49,4 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", expect: dict
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as err:
         raise CheckpointError(f"{path} does not fit its own architecture ({type(err).__name__}: {err}); {retrain}") from None
-    return model.to(device).eval(), meta
+    return to_device_format(model, torch.device(device)).eval(), meta

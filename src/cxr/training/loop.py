@@ -2,51 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from cxr.io.arrays import SplitArrays, intensity_stats
 from cxr.io.files import atomic_dir
 from cxr.metrics.classification import validation_scores
 from cxr.models.checkpoints import save_checkpoint
-from cxr.models.inference import mixed_precision, model_input, predict_probabilities, split_dataset
+from cxr.models.inference import SplitBatches, mixed_precision, model_input, predict_probabilities, to_device_format
 from cxr.models.params import ModelParams
 from cxr.models.registry import build_model, pretrained_normalization, uses_aux_head
 from cxr.training.augment import augment_batch
+from cxr.training.order import EpochOrders
 from cxr.training.params import TrainParams
+from cxr.training.processes import SINGLE, Processes
 
 
 def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: list[str], model_params: ModelParams,
                      train_params: TrainParams, device: torch.device, checkpoint: Path, log_dir: Path,
-                     meta: dict, desc: str = "training") -> dict:
+                     meta: dict, desc: str = "training", processes: Processes = SINGLE) -> dict:
     """Trains, then writes the best epoch's checkpoint and the per-epoch dvclive log; returns the checkpoint meta.
 
     The log is written to a temporary folder that replaces the old one only together with the new
     checkpoint, so a killed run leaves the previous log and checkpoint as they were, still matching.
+    Under torchrun (`processes`), each process trains on its shard of every batch and only the first
+    validates, logs and writes.
     """
     from dvclive import Live
 
     seed_everything(train_params.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    else:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     check_every_class_present(train_split, classes)
-    model = build_model(model_params.arch, len(classes), model_params.image_size, model_params.weights).to(device)
+    model = to_device_format(build_model(model_params.arch, len(classes), model_params.image_size, model_params.weights),
+                             device)
     mean, std = input_normalization(model_params.arch, model_params.weights, train_split)
 
-    train_loader = training_loader(train_split, train_params, len(classes))
-    val_loader = DataLoader(split_dataset(val_split), batch_size=train_params.batch_size, num_workers=train_params.num_workers)
+    train_batches = SplitBatches(train_split, processes.share_of(train_params.batch_size), device,
+                                 drop_last=processes.shard_size(len(train_split)) % processes.share_of(train_params.batch_size) == 1)
+    orders = EpochOrders(train_split.labels, len(classes), train_params, processes)
+    val_batches = SplitBatches(val_split, train_params.batch_size, device) if processes.writes else None
     criterion = nn.CrossEntropyLoss(weight=class_weights(train_split, len(classes), train_params).to(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_params.epochs * len(train_loader))
-    augment_rng = torch.Generator().manual_seed(train_params.seed)
+    trained = processes.wrap(model, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay,
+                                  fused=device.type == "cuda")
+    steps = train_batches.batches_of(processes.shard_size(len(train_split)))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_params.epochs * steps)
+    # One augmentation stream per process: the shards of a batch get different draws, as one process would.
+    augment_rng = torch.Generator().manual_seed(train_params.seed + processes.rank)
 
     def to_input(images: torch.Tensor) -> torch.Tensor:
         return model_input(images, model_params.image_size, mean, std,
@@ -56,12 +69,17 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
 
     best = {"macro_f1": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
-    with atomic_dir(log_dir) as log_tmp:
-        with Live(str(log_tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with atomic_dir(log_dir) if processes.writes else contextlib.nullcontext() as log_tmp:
+        with Live(str(log_tmp), dvcyaml=False, save_dvc_exp=False, report=None) if processes.writes else contextlib.nullcontext() as live:
             for epoch in range(train_params.epochs):
-                train_loss = train_one_epoch(model, train_loader, to_input, criterion, optimizer, scheduler, scaler,
-                                             precision, device, f"{desc} epoch {epoch + 1}/{train_params.epochs}")
-                probabilities = predict_probabilities(model, val_loader, model_params.image_size, mean, std, device)
+                batches = train_batches.in_order(orders.next_epoch())
+                train_loss = train_one_epoch(trained, batches, to_input, criterion, optimizer, scheduler, scaler,
+                                             precision, device, f"{desc} epoch {epoch + 1}/{train_params.epochs}",
+                                             total=steps, quiet=not processes.writes)
+                train_loss = processes.mean(train_loss, device)
+                if not processes.writes:
+                    continue  # the first process validates and keeps the best epoch; the others go on training
+                probabilities = predict_probabilities(model, val_batches, model_params.image_size, mean, std, device)
                 scores = validation_scores(val_split.labels, probabilities, len(classes))
                 live.log_metric("train/loss", train_loss)
                 live.log_metric("val/loss", scores["loss"])
@@ -75,7 +93,10 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
                                                              and scores["loss"] < best["loss"]):
                     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                     best = {"macro_f1": scores["macro_f1"], "loss": scores["loss"], "epoch": epoch + 1, "state": state}
-            live.summary["best"] = {"epoch": best["epoch"], "val_macro_f1": best["macro_f1"]}
+            if processes.writes:
+                live.summary["best"] = {"epoch": best["epoch"], "val_macro_f1": best["macro_f1"]}
+        if not processes.writes:
+            return meta
 
         model.load_state_dict(best["state"])
         meta = {
@@ -90,20 +111,23 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
             "epoch": best["epoch"],
             "val_macro_f1": float(best["macro_f1"]),
             "seed": train_params.seed,
+            "processes": processes.world,
         }
         save_checkpoint(checkpoint, model, meta)
     return meta
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, to_input: Callable[[torch.Tensor], torch.Tensor],
-                    criterion: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
-                    precision: torch.dtype | None, device: torch.device, desc: str = "training") -> float:
-    """One pass over the training data; returns the mean training loss."""
+def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    to_input: Callable[[torch.Tensor], torch.Tensor], criterion: nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+                    precision: torch.dtype | None, device: torch.device, desc: str = "training",
+                    total: int | None = None, quiet: bool = False) -> float:
+    """One pass over the training batches; returns the mean training loss."""
     model.train()
-    running_loss, seen = 0.0, 0
-    progress = tqdm(loader, desc=desc, leave=False, disable=None)
-    for images, labels in progress:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    # Summed on the device: reading the loss back after every batch would make the CPU wait for the GPU each time.
+    running_loss, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+    progress = tqdm(batches, desc=desc, total=total, leave=False, disable=True if quiet else None)
+    for step, (images, labels) in enumerate(progress):
         inputs = to_input(images)
         with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
             loss = classification_loss(model(inputs), labels, criterion)
@@ -112,10 +136,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, to_input: Callable[[to
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        running_loss += loss.item() * len(labels)
+        running_loss += loss.detach().double() * len(labels)
         seen += len(labels)
-        progress.set_postfix(loss=f"{running_loss / seen:.3f}")
-    return running_loss / seen
+        if step % PROGRESS_EVERY == 0 and not progress.disable:
+            progress.set_postfix(loss=f"{running_loss.item() / seen:.3f}")
+    return running_loss.item() / seen
 
 
 def classification_loss(outputs, targets: torch.Tensor, criterion: nn.Module) -> torch.Tensor:
@@ -132,6 +157,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+PROGRESS_EVERY = 20  # batches between progress-bar loss updates (each one waits for the GPU)
 
 
 class TrainingError(ValueError):
@@ -156,25 +184,6 @@ def input_normalization(arch: str, weights: str, train_split: SplitArrays) -> tu
         if isinstance(checkpoint, dict) and "meta" in checkpoint:
             return tuple(checkpoint["meta"]["mean"]), tuple(checkpoint["meta"]["std"])
     return pretrained_normalization(arch)
-
-
-def training_loader(split: SplitArrays, train_params: TrainParams, num_classes: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(train_params.seed)
-    sampler = None
-    if train_params.class_balance == "sampler":
-        per_class = 1.0 / np.bincount(split.labels, minlength=num_classes).clip(min=1)
-        sampler = WeightedRandomSampler(per_class[split.labels].tolist(), num_samples=len(split), generator=generator)
-    return DataLoader(
-        split_dataset(split),
-        batch_size=train_params.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=train_params.num_workers,
-        # BatchNorm cannot train on a last batch of one image.
-        drop_last=len(split) % train_params.batch_size == 1,
-        pin_memory=torch.cuda.is_available(),
-    )
 
 
 def class_weights(split: SplitArrays, num_classes: int, train_params: TrainParams) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cxr.params import Section, Seed
 
@@ -31,5 +31,14 @@ class TrainParams(Section):
     batch_size: int = Field(ge=1)
     weight_decay: float = Field(ge=0)
     class_balance: Literal["loss", "sampler", "none"]
-    num_workers: int = Field(ge=0)
+    # Processes training one model together (torchrun, DistributedDataParallel): one per GPU, or CPU
+    # processes; batch_size is split between them. 1: no torchrun.
+    processes: int = Field(ge=1)
     augment: AugmentParams
+
+    @model_validator(mode="after")
+    def _batch_shared_by_processes(self) -> TrainParams:
+        if self.batch_size % self.processes:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of processes {self.processes}: "
+                             "each process trains on its equal part of every batch")
+        return self

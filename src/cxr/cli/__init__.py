@@ -2,6 +2,7 @@
 
     cxr inspect PATH [PATH ...] [--json]   what the index stage will find in a folder or zip, and what sources share
     cxr preset NAME [--set KEY=VALUE ...]   apply presets/NAME.yaml (dotted keys) to params.yaml, comments kept
+    cxr pr-report [--base REV] [--out DIR]  params, metrics and plots changed against REV, as DIR/report.md
 """
 
 from __future__ import annotations
@@ -32,10 +33,29 @@ def main(argv: list[str] | None = None) -> int:
     preset.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="one more dotted key to set, e.g. source.radiography.path=data/raw/x.zip")
 
+    report = commands.add_parser("pr-report", help="what this branch did to params, metrics and plots, as markdown")
+    report.add_argument("--base", default="main", help="the revision to compare with (default: main)")
+    report.add_argument("--out", type=Path, default=Path("pr-report"), help="folder to (re)write (default: pr-report)")
+    report.add_argument("--plots-url", help="link the figures to this page instead of showing them (a PR comment)")
+
     args = parser.parse_args(argv)
     if args.command == "inspect":
         return run_inspect(args.paths, as_json=args.json, layout=args.layout, workers=args.workers)
+    if args.command == "pr-report":
+        return run_pr_report(args.base, args.out, args.plots_url)
     return run_preset(args.name, args.set)
+
+
+def run_pr_report(base: str, out: Path, plots_url: str | None) -> int:
+    from cxr.cli.pr_report import ChangeReportError, write_change_report
+
+    try:
+        path = write_change_report(base, out, plots_url=plots_url)
+    except ChangeReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: params, metrics and plots of the workspace against {base}")
+    return 0
 
 
 def run_inspect(paths: list[Path], *, as_json: bool, layout: str, workers: int) -> int:

@@ -1,0 +1,116 @@
+"""The pull-request report's parts that need no pipeline, and its GitHub workflow, linted as GitHub would read it.
+The report of a real change is tested in tests/test_pipeline.py (test_the_pr_report_shows_what_a_params_change_moved)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxr.cli import main
+from cxr.cli.pr_report import HEADLINE_METRICS, PlotChange, diff_table
+from tests.conftest import REPO
+
+WORKFLOW = REPO / ".github" / "workflows" / "pr-report.yml"
+
+
+def lint(workflow: Path) -> list[subprocess.CompletedProcess]:
+    """zizmor (offline: no audit that asks GitHub) and the workflow JSON schema GitHub's own editor uses."""
+    bin_dir = Path(sys.executable).parent
+    return [subprocess.run(command, capture_output=True, text=True) for command in (
+        [str(bin_dir / "zizmor"), "--offline", "--persona", "pedantic", "--no-progress", str(workflow)],
+        [str(bin_dir / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
+    )]
+
+
+def test_the_workflow_passes_both_linters():
+    for result in lint(WORKFLOW):
+        assert result.returncode == 0, f"{result.args[0]}:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("breakage, linter", [
+    # A step that runs nothing and does nothing: GitHub rejects the file.
+    (lambda text: text.replace("run: cxr pr-report", "runs: cxr pr-report"), 1),
+    # The pull request's title pasted into a shell: anyone opening a pull request could run code with its token.
+    (lambda text: text.replace('--base "origin/$BASE_REF"', '--base "origin/${{ github.event.pull_request.title }}"'), 0),
+    # An action followed by a moving tag instead of a commit.
+    (lambda text: text.replace("actions/upload-artifact@b4b15b8c7c6ac21ea08fcf65892d2ee8f75cf882", "actions/upload-artifact@main"), 0),
+])
+def test_the_linters_catch_a_broken_workflow(tmp_path, breakage, linter):
+    broken = tmp_path / WORKFLOW.name
+    broken.write_text(breakage(WORKFLOW.read_text()))
+    assert broken.read_text() != WORKFLOW.read_text()
+    assert lint(broken)[linter].returncode != 0
+
+
+def test_the_workflow_runs_the_documented_install_and_report():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["report"]["steps"]
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "pip install -r requirements.lock" in scripts and "pip install -r requirements.lock" in ci
+    assert "cxr pr-report" in scripts and "cxr pr-report" in (REPO / "README.md").read_text()
+    assert "dvc repro --pull --allow-missing" in scripts
+
+
+def test_headline_scores_that_moved_visibly_are_listed():
+    diff = {"metrics/classify/lungs/resnet18.json": {
+                "macro_f1": {"old": 0.9, "new": 0.95, "diff": 0.05},
+                "accuracy": {"old": 0.9, "new": 0.9002, "diff": 0.0002},  # below the shown precision
+                "recall_normal": {"old": 0.5, "new": 0.7, "diff": 0.2}},  # no headline score
+            "metrics/classify/full/resnet18.json": {"ece": {"old": None, "new": 0.04}}}  # a new score
+    rows = diff_table(diff, "main", "metric", HEADLINE_METRICS)
+    assert rows[0] == "| file | metric | `main` | workspace | change |"
+    assert rows[2:-1] == ["| metrics/classify/full/resnet18.json | ece | - | 0.040 | - |",
+                          "| metrics/classify/lungs/resnet18.json | macro_f1 | 0.900 | 0.950 | +0.050 |"]
+    assert diff_table({"metrics/x.json": {"accuracy": {"old": 1.0, "new": 1.0, "diff": 0.0}}}, "main", "metric",
+                      HEADLINE_METRICS) == []
+    # The full table keeps every changed metric, in file and key order whatever order DVC gave them in.
+    full = diff_table(diff, "main", "metric")
+    assert [row.split(" | ")[:2] for row in full[2:-1]] == [
+        ["| metrics/classify/full/resnet18.json", "ece"], ["| metrics/classify/lungs/resnet18.json", "accuracy"],
+        ["| metrics/classify/lungs/resnet18.json", "macro_f1"], ["| metrics/classify/lungs/resnet18.json", "recall_normal"]]
+
+
+def test_changed_params_are_listed_in_key_order():
+    diff = {"params.yaml": {"train.processes": {"old": None, "new": 1}, "model.resnet18.lr": {"old": 0.001, "new": 0.0001},
+                            "segment.evaluate_on": {"old": None, "new": "['full', 'lungs']"}}}
+    assert diff_table(diff, "main", "param")[2:-1] == [
+        "| params.yaml | model.resnet18.lr | 0.001 | 0.0001 |",
+        "| params.yaml | segment.evaluate_on | - | ['full', 'lungs'] |",
+        "| params.yaml | train.processes | - | 1 |"]
+
+
+@pytest.mark.parametrize("name, run, series", [
+    ("reports/train/lungs/resnet18/plots/metrics/val/macro_f1.tsv", "reports/train/lungs/resnet18", "val/macro_f1"),
+    ("reports/evaluate/full/densenet161/roc/covid19.json", "reports/evaluate/full/densenet161", "roc/covid19"),
+    ("reports/evaluate/full/densenet161/confusion.json", "reports/evaluate/full/densenet161", "confusion"),
+    ("reports/segment/train/plots/metrics/train/loss.tsv", "reports/segment/train", "train/loss"),
+])
+def test_changed_plots_are_grouped_by_run(name, run, series):
+    change = PlotChange(name=name, kind="vega", status="changed")
+    assert (change.run, change.series) == (run, series)
+
+
+def test_an_unknown_base_revision_is_an_error_that_names_it(tmp_path, monkeypatch, capsys):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["pr-report", "--base", "no-such-branch", "--out", str(tmp_path / "pr")]) == 1
+    assert "no-such-branch" in capsys.readouterr().err
+    assert not (tmp_path / "pr").exists()
+
+
+def test_a_folder_that_is_no_report_is_never_replaced(tmp_path, monkeypatch, capsys):
+    precious = tmp_path / "results"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    assert main(["pr-report", "--base", "HEAD", "--out", str(precious)]) == 1
+    assert "no earlier report" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "mine"

@@ -11,9 +11,7 @@ alone on the same images, medians of --repeats runs. Prints a Markdown table for
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,7 +19,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from benchmark import synchronize  # noqa: E402  (benchmarks/benchmark.py, beside this script)
+from benchmark import seconds  # noqa: E402  (benchmarks/benchmark.py, beside this script)
 
 from cxr.explain.layers import choose_target_layer  # noqa: E402
 from cxr.explain.maps import class_activation_maps, road_scores, saliency_maps  # noqa: E402
@@ -32,17 +30,6 @@ from cxr.models.checkpoints import load_checkpoint  # noqa: E402
 from cxr.models.inference import model_input, resolve_device  # noqa: E402
 from cxr.params import Names, load_params  # noqa: E402
 from cxr.paths import model_file, predictions_file, split_dir  # noqa: E402
-
-
-def seconds(run, device: torch.device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Gather every model x dataset run into one summary: scores, cross tests and where the explanation maps fall,
 with a comparison figure, the CAMs of the same test images across every run, and the lung zones they involve;
-then the lung segmenter per dataset and the cascade (lungs models on films cut out by the segmenter).
+then the lung segmenter per dataset and the cascade (lungs models on films cut out by the segmenter). All of it
+also as one self-contained page, reports/index.html, and a model card per trained model in reports/cards/.
 
     python stages/report.py
 """
@@ -12,11 +13,14 @@ from typing import Annotated
 from pydantic import Field
 
 from cxr.explain.figures import write_cross_model_figure, write_zones_figure
-from cxr.io.files import write_text
+from cxr.io.files import atomic_dir, write_text
 from cxr.metrics.classification import slug
 from cxr.metrics.params import CrossTests
 from cxr.params import Names, stage_arguments, stage_params
-from cxr.paths import COMPARISON_FIGURE, EXPLANATIONS_FIGURE, SUMMARY_FILE, ZONES_FIGURE
+from cxr.paths import CARDS_DIR, COMPARISON_FIGURE, EXPLANATIONS_FIGURE, INDEX_FILE, SUMMARY_FILE, ZONES_FIGURE, card_file
+from cxr.report.cards import model_card
+from cxr.report.page import write_index
+from cxr.report.params import ShortcutParams
 from cxr.report.summary import (
     MissingMetrics,
     cascade_table,
@@ -28,7 +32,10 @@ from cxr.report.summary import (
     load_explanations,
     load_metrics,
     load_segment_metrics,
+    load_train_summary,
+    load_view_report,
     segmentation_table,
+    shortcut_table,
     summary_table,
     zone_class,
     zones_table,
@@ -38,9 +45,14 @@ from cxr.report.summary import (
 def main(argv: list[str] | None = None) -> None:
     stage_arguments(__doc__, argv)
     params = stage_params({"datasets": Names, "models": Names, "cross_tests": CrossTests, "segmented_dataset": dict,
-                           "segment.evaluate_on": Names,
+                           "segment.evaluate_on": Names, "train": dict, "model": dict,
+                           "shortcut": ShortcutParams,
                            "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)]})
     datasets, models = params["datasets"], params["models"]
+    shortcut: ShortcutParams = params["shortcut"]
+    if shortcut.models and (shortcut.clean not in datasets or not set(shortcut.models) <= set(models)):
+        raise SystemExit(f"error: params.yaml shortcut: clean ({shortcut.clean}) must be one of `datasets` and models "
+                         f"({', '.join(shortcut.models)}) among `models`: the marked runs are compared with those")
 
     try:
         runs = [(dataset, model, load_metrics(dataset, model)) for dataset in datasets for model in models]
@@ -48,36 +60,68 @@ def main(argv: list[str] | None = None) -> None:
         cross = [(test.trained_on, test.tested_on, model, load_metrics(test.trained_on, model, test.tested_on),
                   own[test.trained_on, model]) for test in params["cross_tests"] for model in models]
         explain_runs = [(dataset, model, load_explain_metrics(dataset, model)) for dataset in datasets for model in models]
+        explain_by_run = {(dataset, model): m for dataset, model, m in explain_runs}
         explained = {(dataset, model): load_explanations(dataset, model) for dataset in datasets for model in models}
         segment_runs = [(dataset, *load_segment_metrics(dataset)) for dataset in params["segment.evaluate_on"]]
+        # The clean models' marker-free score is a cross test of theirs when `cross_tests` has it.
+        clean_free = {(trained_on, tested_on, model): m for trained_on, tested_on, model, m, _ in cross}
+        marked = [(model, load_metrics(shortcut.clean, model), load_metrics(shortcut.dataset, model),
+                   clean_free.get((shortcut.clean, shortcut.marker_free, model)),
+                   load_metrics(shortcut.dataset, model, shortcut.marker_free),
+                   load_explain_metrics(shortcut.clean, model), load_explain_metrics(shortcut.dataset, model))
+                  for model in shortcut.models]
+        trained = {(dataset, model): (load_view_report(dataset), load_train_summary(dataset, model))
+                   for dataset in datasets for model in models}
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"
-    # In label mode `diagnosis` the segmenter classifies too, and is compared beside the CNNs.
-    summary = summary_table(runs + diagnosis_runs(segment_runs), level)
-    if cross:
-        summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + cross_table(cross, level)
-    summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images, the same in every run, "
-                "and of each run's misclassified ones, which have figures of their own in metrics/explain; "
-                f"{EXPLANATIONS_FIGURE.name} shows one image per class across runs):\n\n" + explanations_table(explain_runs, level))
     # The classes come from the explained runs: the report declares no classes param, and they all share one list.
     classes = explained[datasets[0], models[0]].classes
     zones_class = zone_class(classes)
+    cascade = [run for run in cross if run[1] in params["segmented_dataset"]]
+    # In label mode `diagnosis` the segmenter classifies too, and is compared beside the CNNs.
+    parts = {"scores": summary_table(runs + diagnosis_runs(segment_runs), level),
+             "cross": cross_table(cross, level) if cross else "",
+             "explanations": explanations_table(explain_runs, level),
+             "segmentation": segmentation_table(segment_runs, level),
+             "cascade": cascade_table(cascade, level) if cascade else "",
+             "shortcut": shortcut_table(marked, level, shortcut.marker_free)}
     if zones_class is not None:
-        summary += f"\nLung zones of {zones_class} predictions ({ZONES_FIGURE.name}):\n\n" + zones_table(explain_runs, zones_class)
+        parts["zones"] = zones_table(explain_runs, zones_class)
+
+    summary = parts["scores"]
+    if cross:
+        summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + parts["cross"]
+    summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images, the same in every run, "
+                "and of each run's misclassified ones, which have figures of their own in metrics/explain; "
+                f"{EXPLANATIONS_FIGURE.name} shows one image per class across runs):\n\n" + parts["explanations"])
+    if zones_class is not None:
+        summary += f"\nLung zones of {zones_class} predictions ({ZONES_FIGURE.name}):\n\n" + parts["zones"]
     summary += ("\nLung segmentation (YOLOv8n-seg) on each dataset's test split; plausible: two lungs of similar size, "
                 "a lung-like share of the image, centred, off the border; per image in reports/segment/<dataset>/:\n\n"
-                + segmentation_table(segment_runs, level))
-    cascade = [run for run in cross if run[1] in params["segmented_dataset"]]
+                + parts["segmentation"])
     if cascade:
         summary += ("\nCascade: the lungs models on the same test films cut out with the segmenter's masks instead of "
-                    "the true ones (cost: true-mask score minus segmenter-mask score):\n\n" + cascade_table(cascade, level))
+                    "the true ones (cost: true-mask score minus segmenter-mask score):\n\n" + parts["cascade"])
+    if marked:
+        summary += (f"\nShortcut experiment: trained on the full view of clean films ({shortcut.clean}) and of the same films "
+                    f"with a class marker outside the lungs ({shortcut.dataset}); tested on each one's own test split and "
+                    f"on marker-free films:\n\n" + parts["shortcut"])
     write_text(SUMMARY_FILE, summary)
     comparison_figure(COMPARISON_FIGURE, runs, datasets, models, level)
     write_cross_model_figure(explained, datasets, models, EXPLANATIONS_FIGURE)
     shown = zones_class or classes[0]
-    write_zones_figure({(dataset, model): m for dataset, model, m in explain_runs}, datasets, models, slug(shown),
+    write_zones_figure(explain_by_run, datasets, models, slug(shown),
                        ZONES_FIGURE, class_name=shown)
+    write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, params["segment.evaluate_on"], cascade,
+                shortcut, level)
+    with atomic_dir(CARDS_DIR) as cards:
+        for dataset, model, metrics in runs:
+            card = model_card(model, dataset, params["model"][model], params["train"], *trained[dataset, model], metrics,
+                              [(tested_on, m) for trained_on, tested_on, name, m, _ in cross
+                               if (trained_on, name) == (dataset, model)],
+                              explain_by_run[dataset, model], classes, level)
+            write_text(cards / card_file(dataset, model).name, card)
     print(SUMMARY_FILE.read_text())
 
 

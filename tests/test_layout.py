@@ -73,7 +73,8 @@ def stage_definitions():
 
 
 # Stages that run another stage's entry point with other arguments.
-ENTRY_POINTS = {"generate_radiography": "generate", "crosstest": "evaluate"}
+ENTRY_POINTS = {"generate_radiography": "generate", "crosstest": "evaluate", "shortcut_train": "train",
+                "shortcut_evaluate": "evaluate", "shortcut_crosstest": "evaluate", "shortcut_explain": "explain"}
 
 
 @pytest.mark.parametrize("name, stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
@@ -132,10 +133,13 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
                 {paths.SEGMENTER_FILE, paths.split_dir(item, "test"), paths.segment_metrics_file(item),
                  paths.segment_predictions_file(item)})
     if name == "report":
-        return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE},
+        return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE,
+                 paths.INDEX_FILE, paths.CARDS_DIR},
                 {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
                  paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent,
-                 paths.segment_metrics_file("x").parent.parent})
+                 paths.segment_metrics_file("x").parent.parent, paths.view_report_file("x").parent,
+                 paths.evaluation_dir("x", "y").parent.parent, paths.evaluation_dir("x", "y", "z").parent.parent,
+                 paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent})
     if name == "crosstest":
         model, test = next((m, t) for m in params["models"] for i, t in enumerate(params["cross_tests"])
                            if item == f"{m}-test{i}")
@@ -143,7 +147,15 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
         return ({paths.metrics_file(dataset, model, tested_on), paths.predictions_file(dataset, model, tested_on),
                  paths.confusion_file(dataset, model, tested_on), paths.roc_dir(dataset, model, tested_on)},
                 {paths.model_file(dataset, model), paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
-    model, dataset = next((m, d) for m in params["models"] for d in params["datasets"] if item == f"{m}-{d}")
+    if name.startswith("shortcut_"):
+        model, dataset, name = item, params["shortcut"]["dataset"], name.removeprefix("shortcut_")
+        if name == "crosstest":
+            tested_on = params["shortcut"]["marker_free"]
+            return ({paths.metrics_file(dataset, model, tested_on), paths.predictions_file(dataset, model, tested_on),
+                     paths.confusion_file(dataset, model, tested_on), paths.roc_dir(dataset, model, tested_on)},
+                    {paths.model_file(dataset, model), paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
+    else:
+        model, dataset = next((m, d) for m in params["models"] for d in params["datasets"] if item == f"{m}-{d}")
     if name == "train":
         return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
                  paths.train_curves_dir(dataset, model)},
@@ -165,7 +177,8 @@ def test_declared_outputs_are_the_paths_the_code_writes():
     segment = (1 + len(params["segment"]["train_on"]) + 2 * len(params["segment"]["evaluate_on"])
                + len(params["segmented_dataset"]))
     assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 3 * runs
-                           + len(params["models"]) * len(params["cross_tests"]) + 1 + segment)
+                           + len(params["models"]) * len(params["cross_tests"]) + 1 + segment
+                           + 4 * len(params["shortcut"]["models"]))
     for address, (outs, deps) in stages.items():
         expected_outs, expected_inputs = expected_paths(address, params)
         assert {Path(p) for p in outs} == expected_outs, address

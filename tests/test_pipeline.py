@@ -13,13 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from cxr.paths import metrics_file
 from tests.conftest import REPO, tiny_params, write_params
 
 pytestmark = pytest.mark.pipeline
 
+CHROMIUM = "/usr/bin/chromium"
+# Headless, and none of the background traffic (updates, sync, field trials) a fresh profile starts.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-default-apps"]
 PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 
 
@@ -104,8 +111,15 @@ def test_repro_builds_every_run_and_the_report(pipeline_repo):
     view = json.loads((repo / "reports" / "data" / "views" / "lungs_segmented.json").read_text())
     assert view["masks"] == "segmenter" and view["counts"]["train"] == {c: 0 for c in params["classes"]}
     assert view["segmenter_mask_checks"]["masks"] == view["images_kept"]
-    cascade = [line for line in lines if line.startswith(tuple(f"| {m} | " for m in params["models"]))]
-    assert len(cascade) == len(params["models"])
+    by_model = [line for line in lines if line.startswith(tuple(f"| {m} | " for m in params["models"]))]
+    assert sum(line.count("|") == 7 for line in by_model) == len(params["models"])  # the cascade's rows
+    shortcut = params["shortcut"]
+    assert sum(line.count("|") == 6 for line in by_model) == len(shortcut["models"]) == 1  # the shortcut experiment's
+    for model in shortcut["models"]:
+        for tested_on in (None, shortcut["marker_free"]):
+            marked = json.loads((repo / metrics_file(shortcut["dataset"], model, tested_on)).read_text())
+            assert 0 <= marked["accuracy"] <= 1
+        assert (repo / "metrics" / "explain" / shortcut["dataset"] / f"{model}.json").is_file()
     assert changed_stages(repo) == set()
     shown = json.loads(_dvc(repo, "metrics", "show", "--json"))
     metrics = shown[""]["data"]["metrics/classify/lungs/inception_v3.json"]["data"]
@@ -138,6 +152,68 @@ def test_second_repro_runs_nothing(pipeline_repo):
     lock = (pipeline_repo / "dvc.lock").read_text()
     _dvc(pipeline_repo, "repro")
     assert (pipeline_repo / "dvc.lock").read_text() == lock
+
+
+def test_predict_runs_the_cascade_as_the_crosstest_scored_it(pipeline_repo):
+    """A lungs model on raw films: the segmenter cuts the lungs out exactly as prepare_segmented did for the
+    cascade's cross test, so the probabilities are that test's, and the mask checks its view report's."""
+    repo = pipeline_repo
+    scored = pd.read_csv(repo / "reports/cross/lungs-on-lungs_segmented/resnet18/predictions.csv")
+    films = [f"data/raw/synthetic/{name}" for name in scored["name"]]
+    result = json.loads(_run(repo, "cxr", "predict", *films, "--model", "resnet18-lungs", "--json"))
+    assert result["view"] == "lungs" and not result["failed"]
+    columns = [c for c in scored.columns if c.startswith("p_")]
+    for prediction, (_, row) in zip(result["predictions"], scored.iterrows(), strict=True):
+        assert prediction["predicted"] == row["predicted"]
+        np.testing.assert_allclose(list(prediction["probabilities"].values()), row[columns].to_numpy(float), atol=2e-6)
+        lungs = prediction["lungs"]
+        assert lungs["plausible"] == (not lungs["reasons"]) == (not prediction["notes"])
+    checks = json.loads((repo / "reports/data/views/lungs_segmented.json").read_text())["segmenter_mask_checks"]
+    plausible = [p["lungs"]["plausible"] for p in result["predictions"]]
+    assert np.mean(plausible) == pytest.approx(checks["plausible"])
+    assert sum(p["lungs"]["regions"] == 0 for p in result["predictions"]) == checks["empty"]
+
+
+def test_the_html_report_renders_offline_in_chromium(pipeline_repo, tmp_path):
+    """reports/index.html in Debian's headless Chromium: no console message, no request but the page itself,
+    every figure decoded and captioned; the screenshot is kept beside the test's files."""
+    from playwright.sync_api import sync_playwright
+
+    page_file = pipeline_repo / "reports" / "index.html"
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: install Debian's chromium (apt-get install chromium)"
+    messages, requests, errors = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_file.as_uri(), wait_until="load")
+            figures = page.evaluate("""() => [...document.querySelectorAll('figure')].map(f => ({
+                decoded: f.querySelector('img').complete && f.querySelector('img').naturalWidth > 0,
+                caption: f.querySelector('figcaption').textContent.trim()}))""")
+            sections = page.evaluate("() => [...document.querySelectorAll('section h2')].map(h => h.textContent)")
+            tables = page.locator("table").count()
+            page.screenshot(path=tmp_path / "report.png", full_page=True)
+        finally:
+            browser.close()
+    assert messages == [] and errors == []
+    assert requests == [page_file.as_uri()], "the page loads nothing but itself"
+    assert figures and all(f["decoded"] and len(f["caption"]) > 20 for f in figures)
+    params = tiny_params()
+    expected = {"Scores", "Cross-dataset", "Explanations", "Lung segmentation"} | {f"Dataset {d}" for d in params["datasets"]}
+    assert expected <= set(sections)
+    # The scores, the cross tests, the explanations and a confusion matrix per run and per cross test at least.
+    runs = len(params["datasets"]) * len(params["models"])
+    assert tables >= 3 + runs + len(params["cross_tests"]) * len(params["models"])
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    cards = sorted(path.name for path in (pipeline_repo / "reports" / "cards").iterdir())
+    assert cards == sorted(f"{m}-{d}.md" for d in params["datasets"] for m in params["models"])
+    card = (pipeline_repo / "reports" / "cards" / "resnet18-lungs.md").read_text()
+    for heading in ("## Data", "## Training", "## Test metrics", "## Where it looks", "## Intended use and limits"):
+        assert heading in card
+    assert "not a medical device" in card and "lungs_segmented" in card
 
 
 def _edit_params(repo: Path, edit) -> None:

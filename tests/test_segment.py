@@ -19,7 +19,15 @@ from cxr.segment.export import DATA_YAML, EXPORT_REPORT, export_dataset, file_st
 from cxr.segment.interpret import BORDER_PIXELS, border_share, uncertainty_map
 from cxr.segment.labels import label_lines, lung_components, mask_to_polygons, polygons_to_mask, read_label_lines
 from cxr.segment.predict import LungInstances
-from cxr.segment.scores import dice, instance_matches, iou, mask_average_precision, mask_checks, zone_recall
+from cxr.segment.scores import (
+    dice,
+    implausible_reasons,
+    instance_matches,
+    iou,
+    mask_average_precision,
+    mask_checks,
+    zone_recall,
+)
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 
@@ -239,6 +247,20 @@ def test_mask_checks_of_an_empty_mask():
     checks = mask_checks(np.zeros((64, 64), dtype=bool), "full")
     assert checks["empty"] == 1.0 and checks["components"] == 0.0 and checks["plausible"] == 0.0
     assert checks["area_fraction"] == 0.0 and math.isnan(checks["side_ratio"])
+
+
+def test_implausible_masks_are_told_why_in_words():
+    left, right = two_lungs()
+    assert implausible_reasons(mask_checks(left | right, "full"), "full") == []
+    one_lung = mask_checks(left, "full")
+    assert one_lung["plausible"] == 0.0
+    assert implausible_reasons(one_lung, "full") == ["1 lung region instead of 2"]
+    bordered = left | right
+    bordered[0, 64] = True
+    assert implausible_reasons(mask_checks(bordered, "full"), "full") == ["touches the image border"]
+    assert implausible_reasons(mask_checks(np.zeros((64, 64), dtype=bool), "full"), "full") == ["no lungs found"]
+    whole = mask_checks(np.pad(np.ones((100, 100), dtype=bool), 14), "full")
+    assert any(reason.startswith("lungs cover 61% of the image") for reason in implausible_reasons(whole, "full"))
 
 
 def test_mask_checks_of_three_blobs():

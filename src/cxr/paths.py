@@ -92,6 +92,15 @@ def roc_dir(dataset: str, model: str, tested_on: str | None = None) -> Path:
 
 
 SUMMARY_FILE = Path("reports/summary.md")
+INDEX_FILE = Path("reports/index.html")  # every result in one self-contained page
+CARDS_DIR = Path("reports/cards")
+
+
+def card_file(dataset: str, model: str) -> Path:
+    """The model card of one trained classifier."""
+    return CARDS_DIR / f"{model}-{dataset}.md"
+
+
 COMPARISON_FIGURE = Path("reports/comparison.png")
 
 

@@ -3,6 +3,7 @@
     cxr inspect PATH [PATH ...] [--json]   what the index stage will find in a folder or zip, and what sources share
     cxr preset NAME [--set KEY=VALUE ...]   apply presets/NAME.yaml (dotted keys) to params.yaml, comments kept
     cxr pr-report [--base REV] [--out DIR]  params, metrics and plots changed against REV, as DIR/report.md
+    cxr predict PATH [PATH ...] --model NAME [--json] [--explain DIR]   a trained model on images, folders, zips
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from cxr.params import PARAMS_FILE
+from cxr.paths import SEGMENTER_FILE
 
 DEFAULT_CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 PRESETS_DIR = Path("presets")
@@ -38,7 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--out", type=Path, default=Path("pr-report"), help="folder to (re)write (default: pr-report)")
     report.add_argument("--plots-url", help="link the figures to this page instead of showing them (a PR comment)")
 
+    predict = commands.add_parser("predict", help="class probabilities of X-ray files (PNG, JPEG, DICOM), folders or zips")
+    predict.add_argument("inputs", nargs="+", type=Path, help="image files, folders or zip archives")
+    predict.add_argument("--model", required=True,
+                         help="registry name (resnet18-full), <dataset>/<model> (full/resnet18) or a checkpoint path")
+    predict.add_argument("--json", action="store_true", help="the predictions as JSON on stdout")
+    predict.add_argument("--explain", type=Path, metavar="DIR", help="write a Grad-CAM and saliency figure per image to DIR")
+    predict.add_argument("--segmenter", type=Path, help=f"lung segmenter checkpoint (default: {SEGMENTER_FILE} when present)")
+    predict.add_argument("--no-segmenter", action="store_true", help="full-view models: skip the lung segmentation check")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        from cxr.cli.predict import run_predict
+
+        return run_predict(args)
     if args.command == "inspect":
         return run_inspect(args.paths, as_json=args.json, layout=args.layout, workers=args.workers)
     if args.command == "pr-report":

@@ -188,6 +188,25 @@ def _class_panel(explained: Explanations, rows: np.ndarray, title: str) -> Figur
     return figure
 
 
+def write_prediction_figure(path: Path, image: np.ndarray, cam: np.ndarray, saliency: np.ndarray,
+                            mask: np.ndarray | None, title: str, method: str) -> None:
+    """One predicted film (cxr predict --explain): the model's input | its CAM | its saliency, for the
+    predicted class, with the segmenter's lung outline where there is one."""
+    tile, margin, header, tile_title = 1.6, 0.1, 0.3, 0.2
+    width, height = 3 * tile + 4 * margin, header + tile_title + tile + margin
+    figure = _figure(width, height)
+    figure.text(0.5, 1 - 0.08 / height, title, ha="center", va="top", fontsize=8)
+    axes = [_tile(figure, margin + j * (tile + margin), header + tile_title, tile, width, height) for j in range(3)]
+    _overlay(axes[0], image, None, mask)
+    axes[0].set_title("model input", fontsize=7, pad=2)
+    _overlay(axes[1], image, cam, mask)
+    axes[1].set_title(f"{method}, predicted class", fontsize=7, pad=2)
+    _overlay(axes[2], image, saliency, mask, fade=True)
+    axes[2].set_title("saliency, predicted class", fontsize=7, pad=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(figure, path)
+
+
 def _figure(width: float, height: float) -> Figure:
     # A bare Figure needs no GUI backend: the pipeline runs on servers and in CI.
     from matplotlib.figure import Figure

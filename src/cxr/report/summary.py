@@ -13,7 +13,15 @@ from cxr.explain.results import Explanations
 from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
 from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
-from cxr.paths import explain_maps_file, explain_metrics_file, metrics_file, segment_interpretation_file, segment_metrics_file
+from cxr.paths import (
+    explain_maps_file,
+    explain_metrics_file,
+    metrics_file,
+    segment_interpretation_file,
+    segment_metrics_file,
+    train_summary_file,
+    view_report_file,
+)
 
 
 class MissingMetrics(FileNotFoundError):
@@ -31,6 +39,14 @@ def load_explain_metrics(dataset: str, model: str) -> dict:
 
 def load_explanations(dataset: str, model: str) -> Explanations:
     return Explanations.load(_existing(explain_maps_file(dataset, model), f"explain {model}/{dataset}"))
+
+
+def load_view_report(dataset: str) -> dict:
+    return json.loads(_existing(view_report_file(dataset), f"prepare {dataset}").read_text())
+
+
+def load_train_summary(dataset: str, model: str) -> dict:
+    return json.loads(_existing(train_summary_file(dataset, model), f"train {model}/{dataset}").read_text())
 
 
 def _existing(path: Path, stage: str) -> Path:
@@ -194,3 +210,23 @@ def diagnosis_runs(segment_runs: list[tuple[str, dict, dict]]) -> list[tuple[str
     prefix = "diagnosis_"
     return [(dataset, "yolov8n-seg", {key[len(prefix):]: value for key, value in m.items() if key.startswith(prefix)})
             for dataset, m, _ in segment_runs if f"{prefix}accuracy" in m]
+
+
+def shortcut_table(runs: list[tuple[str, dict, dict, dict | None, dict | None, dict, dict]], level: str,
+                   marker_free: str) -> str:
+    """Models trained on clean films and on marked ones: (model, clean own, marked own, clean marker-free or None,
+    marked marker-free, clean explain, marked explain)."""
+    lines = [
+        "| Model | Own test accuracy: clean → marked | "
+        f"Marker-free accuracy ({marker_free}) [{level} CI]: clean → marked | CAM lung energy [{level} CI]: clean → marked "
+        f"| Saliency lung energy [{level} CI]: clean → marked |",
+        "|---|---|---|---|---|",
+    ]
+    for model, clean, marked, clean_free, marked_free, clean_explain, marked_explain in runs:
+        free = "n/a" if clean_free is None else _with_interval(clean_free, "accuracy")
+        lines.append(
+            f"| {model} | {clean['accuracy']:.3f} → {marked['accuracy']:.3f} | {free} → {_with_interval(marked_free, 'accuracy')} "
+            f"| {_with_interval(clean_explain, 'cam_lung_energy')} → {_with_interval(marked_explain, 'cam_lung_energy')} "
+            f"| {_with_interval(clean_explain, 'saliency_lung_energy')} → {_with_interval(marked_explain, 'saliency_lung_energy')} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -15,6 +15,8 @@ AREA_RANGE = {"full": (0.08, 0.6), "lungs": (0.25, 0.9)}
 # Image left (the patient's right) lung over the image right one: about 1.1-1.2 in adults (the heart sits left);
 # outside 0.5-2 one lung is mostly missing.
 SIDE_RATIO_RANGE = (0.5, 2.0)
+# The mask's centroid, as a fraction of the image's width and height.
+CENTRE_X_RANGE, CENTRE_Y_RANGE = (0.3, 0.7), (0.25, 0.75)
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -52,12 +54,31 @@ def mask_checks(mask: np.ndarray, view: str) -> dict[str, float]:
         left, right = lung_sides(components[0] | components[1])
         side_ratio = float(left.sum()) / float(right.sum()) if right.any() else float("nan")
     touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    checks = {"components": float(len(components)), "side_ratio": side_ratio, "area_fraction": area,
+              "centre_x": float(centre_x), "centre_y": float(centre_y), "empty": 0.0,
+              "more_than_two": float(len(components) > 2), "touches_border": float(touches)}
+    return checks | {"plausible": float(not implausible_reasons(checks, view))}
+
+
+def implausible_reasons(checks: dict[str, float], view: str) -> list[str]:
+    """What makes a mask fail `mask_checks`' plausible flag, in words (empty for a plausible mask)."""
+    if checks.get("empty"):
+        return ["no lungs found"]
+    reasons = []
+    if checks["components"] != 2:
+        count = int(checks["components"])
+        reasons.append(f"{count} lung region{'' if count == 1 else 's'} instead of 2")
+    elif not SIDE_RATIO_RANGE[0] <= checks["side_ratio"] <= SIDE_RATIO_RANGE[1]:
+        reasons.append(f"one lung {checks['side_ratio']:.2f} times the other's area")
     low, high = AREA_RANGE[view]
-    plausible = (len(components) == 2 and SIDE_RATIO_RANGE[0] <= side_ratio <= SIDE_RATIO_RANGE[1]
-                 and low <= area <= high and 0.3 <= centre_x <= 0.7 and 0.25 <= centre_y <= 0.75 and not touches)
-    return {"components": float(len(components)), "side_ratio": side_ratio, "area_fraction": area,
-            "centre_x": float(centre_x), "centre_y": float(centre_y), "empty": 0.0,
-            "more_than_two": float(len(components) > 2), "touches_border": float(touches), "plausible": float(plausible)}
+    if not low <= checks["area_fraction"] <= high:
+        reasons.append(f"lungs cover {checks['area_fraction']:.0%} of the image (expected {low:.0%}-{high:.0%})")
+    if not (CENTRE_X_RANGE[0] <= checks["centre_x"] <= CENTRE_X_RANGE[1]
+            and CENTRE_Y_RANGE[0] <= checks["centre_y"] <= CENTRE_Y_RANGE[1]):
+        reasons.append("off-centre")
+    if checks["touches_border"]:
+        reasons.append("touches the image border")
+    return reasons
 
 
 def zone_recall(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:

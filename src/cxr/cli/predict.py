@@ -1,0 +1,124 @@
+"""`cxr predict`: a trained model on X-ray files, folders or zips; probabilities as a table or JSON.
+
+A model is named as in the registry (`resnet18-full`, the `artifacts` of dvc.yaml), as `<dataset>/<model>`,
+or by the path of a checkpoint. Unreadable files are reported one by one with the reason; the others are
+still predicted, and the exit status is 1 when any file could not be.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from cxr.params import PARAMS_FILE, read_params_file
+from cxr.paths import SEGMENTER_FILE, model_file
+
+PIPELINE_FILE = Path("dvc.yaml")
+# Used outside a checkout, where there is no params.yaml to take them from: its defaults.
+DEFAULTS = {"segment.confidence": 0.25, "explain.method": "gradcam", "explain.min_grid": 7}
+
+
+def registry() -> dict[str, str]:
+    """Model name -> checkpoint path, from dvc.yaml's artifacts (what `dvc artifacts get` knows)."""
+    try:
+        artifacts = (yaml.safe_load(PIPELINE_FILE.read_text()) or {}).get("artifacts") or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {name: entry["path"] for name, entry in artifacts.items() if entry.get("type") == "model"}
+
+
+def resolve_model(spec: str) -> Path:
+    path = Path(spec)
+    if path.is_file() or path.suffix == ".pt":
+        return path
+    known = registry()
+    if spec in known:
+        return Path(known[spec])
+    dataset, sep, model = spec.partition("/")
+    if sep and dataset and model:
+        return model_file(dataset, model)
+    names = ", ".join(name for name in known if not known[name].startswith(str(SEGMENTER_FILE))) or "none here"
+    raise SystemExit(f"error: no model {spec!r}: give a registry name ({names}), <dataset>/<model> "
+                     f"(e.g. full/resnet18) or the path of a checkpoint (.pt)")
+
+
+def repository_value(key: str):
+    """A params.yaml value when run inside the repository, else its default."""
+    try:
+        node = read_params_file(PARAMS_FILE)
+        for part in key.split("."):
+            node = node[part]
+        return node
+    except Exception:  # noqa: BLE001 - outside a checkout (or with a broken params.yaml) the default does
+        return DEFAULTS[key]
+
+
+def run_predict(args) -> int:
+    from tqdm import tqdm
+
+    from cxr.models.inference import resolve_device
+    from cxr.predict.inputs import collect_inputs
+    from cxr.predict.run import ExplainSettings, PredictError, Predictor, Segmenter, UnreadableImage
+
+    checkpoint = resolve_model(args.model)
+    device = resolve_device(args.device)
+    segmenter_path = args.segmenter or (None if args.no_segmenter else SEGMENTER_FILE)
+    try:
+        segmenter = None
+        if segmenter_path is not None and (args.segmenter or segmenter_path.is_file() or _needs_segmenter(checkpoint)):
+            segmenter = Segmenter.load(segmenter_path, float(repository_value("segment.confidence")), device)
+        explain = None
+        if args.explain is not None:
+            explain = ExplainSettings(str(repository_value("explain.method")), int(repository_value("explain.min_grid")))
+        predictor = Predictor(checkpoint, device, segmenter, explain)
+    except PredictError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    inputs = collect_inputs(args.inputs)
+    predictions, failed = [], list(inputs.missing)
+    for item in tqdm(inputs.files, desc="predict", unit="image", disable=None if len(inputs.files) > 1 else True):
+        try:
+            predictions.append(predictor.predict(item.name, item.read(), args.explain))
+        except (UnreadableImage, OSError) as err:
+            failed.append((item.name, str(err)))
+    if args.json:
+        json.dump({"model": str(checkpoint), "arch": predictor.meta["arch"], "trained_on": predictor.meta["dataset"],
+                   "view": predictor.view["view"], "classes": predictor.classes,
+                   "predictions": [vars(p) for p in predictions],
+                   "failed": [{"file": name, "reason": reason} for name, reason in failed],
+                   "ignored": inputs.ignored}, sys.stdout, indent=1)
+        print()
+    else:
+        print(prediction_table(predictions, predictor.classes))
+        print(f"{checkpoint} ({predictor.meta['arch']}, trained on {predictor.meta['dataset']}): "
+              f"{len(predictions)} predicted, {len(failed)} failed, {len(inputs.ignored)} ignored (not images)")
+    for name, reason in failed:
+        print(f"error: {name}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _needs_segmenter(checkpoint: Path) -> bool:
+    """Whether the checkpoint classifies lung-segmented films, read without building its network."""
+    import torch
+
+    try:
+        meta = torch.load(checkpoint, map_location="cpu", weights_only=True)["meta"]
+        return meta["preprocessing"]["view"] == "lungs"
+    except Exception:  # noqa: BLE001 - the Predictor reports an unreadable checkpoint with its fix
+        return False
+
+
+def prediction_table(predictions: list, classes: list[str]) -> str:
+    header = ["file", "predicted", *(f"p({c})" for c in classes), "lungs"]
+    rows = []
+    for p in predictions:
+        lungs = "" if p.lungs is None else ("plausible" if p.lungs["plausible"] else "IMPLAUSIBLE: " + "; ".join(p.lungs["reasons"]))
+        if p.explanation and "cam_lung_energy" in p.explanation:
+            lungs += f" (CAM on lungs {p.explanation['cam_lung_energy']:.2f})"
+        rows.append([p.file, p.predicted, *(f"{p.probabilities[c]:.3f}" for c in classes), lungs])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])

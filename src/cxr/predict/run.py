@@ -1,0 +1,156 @@
+"""One trained classifier on new films, prepared exactly as its training data was.
+
+A film goes through the same functions as the pipeline's: decode_image (as the index reads raw files),
+make_view with the checkpoint's own preprocessing (as prepare stores a view), model_input and softmax (as
+evaluate scores a test split). A lungs model gets its mask from the trained segmenter (film_mask, as the
+cascade's prepare_segmented stage), and every mask is checked against anatomy (mask_checks). With a
+segmenter at hand, full-view films get the same check, and their explanation maps a lung share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxr.data.views import make_view
+from cxr.io.images import UnreadableImage, decode_image
+from cxr.models.checkpoints import load_checkpoint
+from cxr.models.inference import mixed_precision, model_input
+
+# Films larger than this are refused before decoding, as index.max_image_pixels does for a source.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+class PredictError(ValueError):
+    """The model or segmenter cannot be used; the message says what to do."""
+
+
+@dataclass
+class Prediction:
+    file: str
+    probabilities: dict[str, float]
+    predicted: str
+    lungs: dict | None = None  # the segmenter's mask checks: plausible, reasons, area, ...
+    explanation: dict | None = None  # cam_lung_energy, saliency_lung_energy, figure
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    method: str = "gradcam"
+    min_grid: int = 7
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    net: torch.nn.Module
+    image_size: int
+    num_classes: int
+    confidence: float
+
+    @classmethod
+    def load(cls, path: Path, confidence: float, device: torch.device) -> Segmenter:
+        from cxr.segment.train import SegmenterError, load_segmenter
+
+        try:
+            net, summary = load_segmenter(path, device)
+        except SegmenterError as err:
+            raise PredictError(str(err)) from None
+        return cls(net, summary["image_size"], len(summary["names"]), confidence)
+
+
+class Predictor:
+    """A checkpoint ready to classify films one at a time, with its segmenter and explanation maps on demand."""
+
+    def __init__(self, checkpoint: Path, device: torch.device, segmenter: Segmenter | None = None,
+                 explain: ExplainSettings | None = None):
+        from cxr.models.checkpoints import CheckpointError
+
+        try:
+            self.model, self.meta = load_checkpoint(checkpoint, device)
+        except CheckpointError as err:
+            raise PredictError(f"{err}; or fetch it from the team's remote (`dvc pull {checkpoint}`)") from None
+        self.device, self.segmenter, self.explain = device, segmenter, explain
+        self.view = self.meta["preprocessing"]
+        self.classes = list(self.meta["classes"])
+        if self.view["view"] == "lungs" and segmenter is None:
+            raise PredictError(f"{checkpoint} classifies lung-segmented films ({self.meta['dataset']}): it needs the lung "
+                               f"segmenter to cut the lungs out of a film; train it (`dvc repro segment_train`), fetch it "
+                               f"(`dvc pull models/segment/segmenter.pt`) or pass --segmenter PATH")
+        self.layer = None
+        if explain is not None:
+            from cxr.explain.layers import choose_target_layer
+
+            self.layer = choose_target_layer(self.model, self.meta["image_size"], explain.min_grid)
+
+    def view_of(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
+        """The stored form of a film (the model's view), its lung mask there, and the mask's anatomical checks."""
+        if self.segmenter is None:
+            image, _ = make_view(pixels, np.zeros(pixels.shape, dtype=bool), "full", self.view["image_size"], 0.0)
+            return image, None, None
+        from cxr.segment.films import film_mask
+        from cxr.segment.scores import implausible_reasons, mask_checks
+
+        s = self.segmenter
+        mask = film_mask(s.net, pixels, s.image_size, s.confidence, s.num_classes, self.device)
+        checks = mask_checks(mask, "full")
+        lungs = {"plausible": bool(checks["plausible"]), "reasons": implausible_reasons(checks, "full"),
+                 "regions": int(checks["components"]), "area_fraction": round(checks["area_fraction"], 4)}
+        image, view_mask = make_view(pixels, mask, self.view["view"], self.view["image_size"], self.view["lung_margin"])
+        return image, view_mask, lungs
+
+    def predict(self, name: str, data: bytes, figure_dir: Path | None = None) -> Prediction:
+        """Raises UnreadableImage for a file that is no usable X-ray."""
+        pixels = decode_image(data, name, MAX_IMAGE_PIXELS).pixels
+        image, mask, lungs = self.view_of(pixels)
+        raw = torch.tensor(image)[None, None].to(self.device)  # a copy: make_view's array is read-only
+        inputs = model_input(raw, self.meta["image_size"], self.meta["mean"], self.meta["std"])
+        precision = mixed_precision(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=precision, enabled=precision is not None):
+            logits = self.model(inputs)
+        probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+        best = int(probabilities.argmax())
+        prediction = Prediction(name, {c: float(p) for c, p in zip(self.classes, probabilities)}, self.classes[best], lungs)
+        if lungs is not None and not lungs["plausible"]:
+            prediction.notes.append("implausible lung segmentation: " + "; ".join(lungs["reasons"]))
+        if self.explain is not None:
+            prediction.explanation = self._explain(name, inputs, best, mask, figure_dir, prediction)
+        return prediction
+
+    def _explain(self, name: str, inputs: torch.Tensor, best: int, mask: np.ndarray | None, figure_dir: Path | None,
+                 prediction: Prediction) -> dict:
+        from cxr.explain.maps import class_activation_maps, saliency_maps
+        from cxr.explain.scores import lung_energy_fraction
+
+        cam = class_activation_maps(self.model, self.layer, inputs, [best], self.explain.method)[0]
+        saliency = saliency_maps(self.model, inputs, [best])[0]
+        size = self.meta["image_size"]
+        if mask is not None:
+            mask = np.asarray(torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), (size, size),
+                                                              mode="nearest")[0, 0] > 0.5)
+        explanation = {"method": self.explain.method, "layer": self.layer.name}
+        if mask is not None and mask.any():
+            explanation |= {"cam_lung_energy": round(lung_energy_fraction(cam, mask), 4),
+                            "saliency_lung_energy": round(lung_energy_fraction(saliency, mask), 4)}
+        if figure_dir is not None:
+            from cxr.explain.figures import write_prediction_figure
+
+            shown = inputs[0, 0] * self.meta["std"][0] + self.meta["mean"][0]  # the resized pixels, before normalisation
+            image = np.round(shown.clamp(0, 1).detach().cpu().numpy() * 255).astype(np.uint8)
+            path = figure_dir / (figure_stem(name) + ".png")
+            title = f"{Path(name).name}: {prediction.predicted} {prediction.probabilities[prediction.predicted]:.2f}"
+            write_prediction_figure(path, image, cam, saliency, mask, title, self.explain.method)
+            explanation["figure"] = str(path)
+        return explanation
+
+
+def figure_stem(name: str) -> str:
+    """A file name for a film's figure that stays unique across the folders and archives predicted at once."""
+    stem = str(Path(name).with_suffix("")) if Path(name).suffix else name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem.strip("/"))[-150:]
+
+
+__all__ = ["ExplainSettings", "Prediction", "PredictError", "Predictor", "Segmenter", "UnreadableImage"]

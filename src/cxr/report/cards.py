@@ -1,0 +1,101 @@
+"""A model card per trained classifier (Mitchell et al. 2019, "Model Cards for Model Reporting"), in markdown
+beside the report: what it was trained on and how, how well it does with intervals, where it looks, and
+what it is not for."""
+
+from __future__ import annotations
+
+from cxr.metrics.classification import slug
+from cxr.report.html import WARNING
+
+
+def _interval(m: dict, key: str) -> str:
+    if m.get(key) is None:
+        return "n/a"
+    return f"{m[key]:.3f} [{m[f'{key}_ci_low']:.3f}, {m[f'{key}_ci_high']:.3f}]"
+
+
+def _value(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def model_card(model: str, dataset: str, model_params: dict, train: dict, view: dict, trained: dict, metrics: dict,
+               cross: list[tuple[str, dict]], explained: dict, classes: list[str], level: str) -> str:
+    """`view`: the dataset's view report; `trained`: the train stage's summary (best epoch); `cross`:
+    (tested_on, metrics) of its cross-dataset tests; `explained`: its explain metrics."""
+    counts = view["counts"]
+    split_rows = "\n".join(f"| {split} | " + " | ".join(str(counts[split].get(c, 0)) for c in classes)
+                           + f" | {sum(counts[split].values())} |" for split in counts)
+    augment = ", ".join(f"{key} {value}" for key, value in train["augment"].items())
+    per_class = "\n".join(
+        f"| {c} | {_value(metrics.get(f'precision_{slug(c)}'))} | {_value(metrics.get(f'recall_{slug(c)}'))} "
+        f"| {_value(metrics.get(f'f1_{slug(c)}'))} | {_value(metrics.get(f'roc_auc_{slug(c)}'))} |" for c in classes)
+    cross_rows = "\n".join(f"| {tested_on} | {_interval(m, 'accuracy')} | {_interval(m, 'macro_f1')} "
+                           f"| {m['macro_f1'] - metrics['macro_f1']:+.3f} | {m['n_test']} |" for tested_on, m in cross)
+    view_words = ("whole films, padded to a square" if view["view"] == "full"
+                  else "lungs only (black outside the lung mask), cropped to the lungs")
+    lines = [
+        f"# Model card: {model} trained on {dataset}",
+        "",
+        f"> **{WARNING}**",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: `{model_params['arch']}`, {len(classes)} classes ({', '.join(classes)}), input "
+        f"{model_params['image_size']} px, start weights: {model_params['weights']}",
+        f"- Checkpoint: `models/{dataset}/{model}.pt` (`dvc pull` it, or `dvc artifacts get <repo> "
+        f"{model.replace('_', '-')}-{dataset}`); predict with `cxr predict FILES --model {dataset}/{model}`",
+        f"- Best epoch {trained['best']['epoch']} of {train['epochs']} by validation macro-F1 "
+        f"({trained['best']['val_macro_f1']:.3f})",
+        "",
+        "## Data",
+        "",
+        f"- Dataset `{dataset}`: {view_words}, stored at {view['image_size']} px, from source `{view['source']}`; "
+        f"split by patient and near-duplicate group, so no patient or duplicate film is in two splits",
+        f"- {view['images_kept']} images kept, {view['images_skipped']} skipped (see reports/data/views/{dataset}.json)",
+        "",
+        "| Split | " + " | ".join(classes) + " | Total |",
+        "|---|" + "---|" * (len(classes) + 1),
+        split_rows,
+        "",
+        "## Training",
+        "",
+        f"- {train['epochs']} epochs, batch {train['batch_size']}, AdamW lr {model_params['lr']}, weight decay "
+        f"{train['weight_decay']}, class balance: {train['class_balance']}, seed {train['seed']}",
+        f"- Augmentation: {augment}",
+        "",
+        f"## Test metrics ({metrics['n_test']} test images, {level} bootstrap intervals)",
+        "",
+        f"- Accuracy {_interval(metrics, 'accuracy')}, macro-F1 {_interval(metrics, 'macro_f1')}, "
+        f"ROC-AUC (macro) {_value(metrics.get('roc_auc_macro'))}, expected calibration error {metrics['ece']:.3f}",
+        "",
+        "| Class | Precision | Recall | F1 | ROC-AUC |",
+        "|---|---|---|---|---|",
+        per_class,
+        "",
+    ]
+    if cross:
+        lines += ["Other datasets' test splits (another hospital, or lungs cut out by the segmenter):", "",
+                  f"| Tested on | Accuracy [{level} CI] | Macro-F1 [{level} CI] | Macro-F1 change | Test images |",
+                  "|---|---|---|---|---|", cross_rows, ""]
+    lines += [
+        "## Where it looks",
+        "",
+        f"{explained['method']} at layer `{explained['layer']}` ({explained['grid']}x{explained['grid']}) and saliency, "
+        f"on {explained['sampled']} class-balanced test images:",
+        "",
+        f"- Share of the CAM inside the lungs {_interval(explained, 'cam_lung_energy')}, lift "
+        f"{_interval(explained, 'cam_lung_lift')} (1: no preference for the lungs), pointing game "
+        f"{_interval(explained, 'cam_pointing')}",
+        f"- Share of the saliency inside the lungs {_interval(explained, 'saliency_lung_energy')}; ROAD "
+        f"faithfulness {_interval(explained, 'road')} (above 0: the CAM points at what the model uses)",
+        "",
+        "## Intended use and limits",
+        "",
+        "- For research on chest X-ray classification methods: comparing architectures, views and explanations, "
+        "on data like the training data.",
+        "- Not for clinical use. Scores on another hospital's films can be lower than on its own test split (see above); a model can learn "
+        "markers outside the lungs (README: Shortcut experiment); the default data are synthetic films.",
+        "- Three classes only: a film with another finding is still forced into one of them.",
+        "",
+    ]
+    return "\n".join(lines)

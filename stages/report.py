@@ -28,6 +28,7 @@ from cxr.report.summary import (
     cross_table,
     diagnosis_runs,
     explanations_table,
+    load_confusion,
     load_explain_metrics,
     load_explanations,
     load_metrics,
@@ -70,13 +71,15 @@ def main(argv: list[str] | None = None) -> None:
                    load_metrics(shortcut.dataset, model, shortcut.marker_free),
                    load_explain_metrics(shortcut.clean, model), load_explain_metrics(shortcut.dataset, model))
                   for model in shortcut.models]
+        # The classes come from the explained runs: the report declares no classes param, and they all share one list.
+        classes = explained[datasets[0], models[0]].classes
+        confusions = {(trained_on, tested_on, model): load_confusion(trained_on, model, classes, tested_on)
+                      for trained_on, tested_on, model in [(d, d, m) for d, m in own] + [run[:3] for run in cross]}
         trained = {(dataset, model): (load_view_report(dataset), load_train_summary(dataset, model))
                    for dataset in datasets for model in models}
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"
-    # The classes come from the explained runs: the report declares no classes param, and they all share one list.
-    classes = explained[datasets[0], models[0]].classes
     zones_class = zone_class(classes)
     cascade = [run for run in cross if run[1] in params["segmented_dataset"]]
     # In label mode `diagnosis` the segmenter classifies too, and is compared beside the CNNs.
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     shown = zones_class or classes[0]
     write_zones_figure(explain_by_run, datasets, models, slug(shown),
                        ZONES_FIGURE, class_name=shown)
-    write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, params["segment.evaluate_on"], cascade,
+    write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, confusions, params["segment.evaluate_on"], cascade,
                 shortcut, level)
     with atomic_dir(CARDS_DIR) as cards:
         for dataset, model, metrics in runs:

@@ -191,7 +191,7 @@ def test_zones_figure_draws_runs_and_reference_and_skips_missing_values(tmp_path
 
 
 def explain_metrics(**overrides) -> dict:
-    metrics = {"layer": "layer3", "grid": 7, "images": 36, "sampled": 24, "without_mask": 2}
+    metrics = {"layer": "layer3", "grid": 7, "method": "gradcam", "images": 36, "sampled": 24, "without_mask": 2}
     for key, (mean, low, high) in {"cam_lung_energy": (0.412, 0.35, 0.47), "cam_lung_lift": (1.61, 1.4, 1.9),
                                    "cam_pointing": (0.611, 0.472, 0.778), "saliency_lung_energy": (0.387, 0.37, 0.403),
                                    "road": (0.143, 0.092, 0.201)}.items():
@@ -254,11 +254,38 @@ def write_report_inputs(params: dict) -> None:
                 path.write_text(json.dumps(data))
             paths.explain_dir(dataset, model).mkdir(parents=True)
             runs[dataset, model].save(paths.explain_maps_file(dataset, model))
-    for test in params["cross_tests"]:
-        for model in params["models"]:
-            path = paths.metrics_file(test["trained_on"], model, test["tested_on"])
+    classes = params["classes"]
+    tested = [(d, d, m) for d in params["datasets"] for m in params["models"]]
+    tested += [(t["trained_on"], t["tested_on"], m) for t in params["cross_tests"] for m in params["models"]]
+    for trained_on, tested_on, model in tested:
+        for path, data in ((paths.metrics_file(trained_on, model, tested_on), classify_metrics()),
+                           (paths.confusion_file(trained_on, model, tested_on),
+                            [{"actual": c, "predicted": p} for c in classes for p in classes])):
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(classify_metrics()))
+            path.write_text(json.dumps(data))
+    for dataset in params["datasets"]:
+        counts = {split: {c: 3 for c in classes} for split in ("train", "val", "test")}
+        view = {"source": "synthetic", "view": dataset, "image_size": 48, "images_kept": 27, "images_skipped": 0,
+                "counts": counts}
+        paths.view_report_file(dataset).parent.mkdir(parents=True, exist_ok=True)
+        paths.view_report_file(dataset).write_text(json.dumps(view))
+        for model in params["models"]:
+            paths.train_summary_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
+            paths.train_summary_file(dataset, model).write_text(json.dumps({"best": {"epoch": 1, "val_macro_f1": 0.5}}))
+            curves = paths.train_curves_dir(dataset, model)
+            for name in ("train/loss", "val/loss", "val/macro_f1"):
+                (curves / f"{name}.tsv").parent.mkdir(parents=True, exist_ok=True)
+                (curves / f"{name}.tsv").write_text("step\tvalue\n0\t0.9\n1\t0.5\n")
+            roc = paths.roc_dir(dataset, model)
+            roc.mkdir(parents=True, exist_ok=True)
+            (roc / "covid19.json").write_text(json.dumps([{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}]))
+    shortcut = params["shortcut"]
+    for model in shortcut["models"]:
+        for path, data in ((paths.metrics_file(shortcut["dataset"], model), classify_metrics()),
+                           (paths.metrics_file(shortcut["dataset"], model, shortcut["marker_free"]), classify_metrics()),
+                           (paths.explain_metrics_file(shortcut["dataset"], model), explain_metrics())):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data))
     segmentation = {"dice": 0.95, "dice_ci_low": 0.94, "dice_ci_high": 0.96, "iou": 0.9, "iou_ci_low": 0.89,
                     "iou_ci_high": 0.91, "mask_map50": 0.995, "mask_map50_95": 0.8, "plausible": 1.0, "empty": 0,
                     "more_than_two": 1, "touches_border": 2, "images": 10, "images_with_truth": 9}
@@ -267,6 +294,9 @@ def write_report_inputs(params: dict) -> None:
                            (paths.segment_interpretation_file(dataset), {"attention_lung_lift": 2.5, "uncertainty_on_border": 0.6})):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data))
+        for figure in (paths.segment_gallery_file(dataset), paths.segment_zones_file(dataset)):
+            figure.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (8, 8)).save(figure)
 
 
 def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
@@ -282,12 +312,17 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     assert all(f"| {dataset} {segmented}" in summary for dataset in DATASETS)
     cascade = [test for test in params["cross_tests"] if test["tested_on"] in params["segmented_dataset"]]
     assert cascade and summary.count("| +0.000 | +0.000 |") == len(cascade) * len(MODELS)  # same metrics: no cost
+    assert summary.count("| resnet18 | 0.849 → 0.849 |") == 1  # the shortcut experiment's row
     figures = [paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE]
     assert all(png(path).width > 0 for path in figures)
     assert colour_blocks(paths.EXPLANATIONS_FIGURE) == [4, 4, 4]
-    first = [path.read_bytes() for path in figures]
+    cards = sorted(paths.CARDS_DIR.iterdir())
+    assert [card.name for card in cards] == sorted(f"{m}-{d}.md" for d in DATASETS for m in MODELS)
+    page = paths.INDEX_FILE.read_text()
+    assert page.count("<figure>") == page.count("<figcaption>") and 'id="shortcut"' in page
+    first = [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]]
     run_stage("report")
-    assert [path.read_bytes() for path in figures] == first
+    assert [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]] == first, "the same bytes again"
 
 
 def test_report_stage_names_a_missing_explanation(workdir):
@@ -298,3 +333,13 @@ def test_report_stage_names_a_missing_explanation(workdir):
     with pytest.raises(SystemExit, match=r"reports/explain/lungs/densenet161/maps.npz not found.*dvc repro"):
         run_stage("report")
     assert not paths.SUMMARY_FILE.exists()
+
+
+def test_report_stage_names_a_missing_confusion_matrix_before_writing_anything(workdir):
+    params = tiny_params(models=MODELS, datasets=DATASETS)
+    write_params(workdir, params)
+    write_report_inputs(params)
+    paths.confusion_file("full", "resnet18", "radiography_full").unlink()
+    with pytest.raises(SystemExit, match=r"reports/cross/full-on-radiography_full/resnet18/confusion.json not found"):
+        run_stage("report")
+    assert not paths.SUMMARY_FILE.exists() and not paths.INDEX_FILE.exists() and not paths.CARDS_DIR.exists()

@@ -61,19 +61,17 @@ def run_predict(args) -> int:
 
     from cxr.models.inference import resolve_device
     from cxr.predict.inputs import collect_inputs
-    from cxr.predict.run import ExplainSettings, PredictError, Predictor, Segmenter, UnreadableImage
+    from cxr.predict.run import ExplainSettings, PredictError, Predictor, UnreadableImage
 
     checkpoint = resolve_model(args.model)
-    device = resolve_device(args.device)
-    segmenter_path = args.segmenter or (None if args.no_segmenter else SEGMENTER_FILE)
+    explain = None
+    if args.explain is not None:
+        explain = ExplainSettings(str(repository_value("explain.method")), int(repository_value("explain.min_grid")))
     try:
-        segmenter = None
-        if segmenter_path is not None and (args.segmenter or segmenter_path.is_file() or _needs_segmenter(checkpoint)):
-            segmenter = Segmenter.load(segmenter_path, float(repository_value("segment.confidence")), device)
-        explain = None
-        if args.explain is not None:
-            explain = ExplainSettings(str(repository_value("explain.method")), int(repository_value("explain.min_grid")))
-        predictor = Predictor(checkpoint, device, segmenter, explain)
+        predictor = Predictor(checkpoint, resolve_device(args.device),
+                              segmenter_file=args.segmenter or (None if args.no_segmenter else SEGMENTER_FILE),
+                              confidence=float(repository_value("segment.confidence")), explain=explain,
+                              segmenter_optional=args.segmenter is None)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -99,17 +97,6 @@ def run_predict(args) -> int:
     for name, reason in failed:
         print(f"error: {name}: {reason}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _needs_segmenter(checkpoint: Path) -> bool:
-    """Whether the checkpoint classifies lung-segmented films, read without building its network."""
-    import torch
-
-    try:
-        meta = torch.load(checkpoint, map_location="cpu", weights_only=True)["meta"]
-        return meta["preprocessing"]["view"] == "lungs"
-    except Exception:  # noqa: BLE001 - the Predictor reports an unreadable checkpoint with its fix
-        return False
 
 
 def prediction_table(predictions: list, classes: list[str]) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cxr.explain.layers import TargetLayer
@@ -80,6 +81,18 @@ def road_scores(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, classe
         # pytorch-grad-cam 1.5.7 hands numpy a torch tensor (np.percentile of the map); harmless, once per image.
         warnings.filterwarnings("ignore", message="__array_wrap__ must accept context", category=DeprecationWarning)
         return np.asarray(ROADCombined(percentiles=list(percentiles))(inputs, maps, targets, model), dtype=np.float32).reshape(-1)
+
+
+def shown_pixels(inputs: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(B, H, W) uint8: the model inputs as the image the maps are drawn on (resized, before normalisation)."""
+    shown = inputs[:, 0] * std[0] + mean[0]
+    return np.round(shown.clamp(0, 1).detach().cpu().numpy() * 255).astype(np.uint8)
+
+
+def masks_at(masks: np.ndarray, size: int) -> np.ndarray:
+    """(B, H, W) lung masks at the maps' size (size x size), nearest neighbour so they stay binary."""
+    resized = F.interpolate(torch.as_tensor(np.asarray(masks))[:, None].float(), size=(size, size), mode="nearest")
+    return resized[:, 0].numpy() > 0.5
 
 
 def _unit_scale(maps: np.ndarray) -> np.ndarray:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from cxr.explain.layers import choose_target_layer
-from cxr.explain.maps import class_activation_maps, road_scores, saliency_maps
+from cxr.explain.maps import class_activation_maps, masks_at, road_scores, saliency_maps, shown_pixels
 from cxr.explain.params import ExplainParams
 from cxr.explain.results import Explanations
 from cxr.explain.scores import ZONES, lung_energy_fraction, lung_lift, mean_interval, pointing_hit, zone_involvement, zone_shares
@@ -72,8 +71,7 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
         batch = indices[start:start + params.batch_size]
         raw = torch.from_numpy(np.asarray(test.images[batch]))[:, None].to(device)
         inputs = model_input(raw, size, meta["mean"], meta["std"])
-        masks = torch.from_numpy(np.asarray(test.masks[batch]))[:, None].float()
-        masks = F.interpolate(masks, size=(size, size), mode="nearest")[:, 0] > 0.5
+        masks = masks_at(test.masks[batch], size)
         label, guess = labels[start:start + len(batch)], predicted[start:start + len(batch)]
         cam = class_activation_maps(model, layer, inputs, guess, params.method)
         cam_true = cam.copy()
@@ -90,9 +88,8 @@ def explain_split(model: nn.Module, meta: dict, test: SplitArrays, predictions: 
         if len(in_sample):
             road[in_sample] = road_scores(model, inputs[in_sample], cam[in_sample], guess[in_sample], params.road_percentiles)
         parts["road"].append(road)
-        shown = inputs[:, 0] * meta["std"][0] + meta["mean"][0]  # the resized pixels, before normalisation
-        parts["images"].append(np.round(shown.clamp(0, 1).detach().cpu().numpy() * 255).astype(np.uint8))
-        parts["masks"].append(masks.numpy())
+        parts["images"].append(shown_pixels(inputs, meta["mean"], meta["std"]))
+        parts["masks"].append(masks)
         parts["cam"].append(cam)
         parts["cam_true"].append(cam_true)
         parts["saliency"].append(saliency)

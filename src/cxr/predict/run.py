@@ -17,7 +17,7 @@ import torch
 
 from cxr.data.views import make_view
 from cxr.io.images import UnreadableImage, decode_image
-from cxr.models.checkpoints import load_checkpoint
+from cxr.models.checkpoints import CheckpointError, load_checkpoint
 from cxr.models.inference import mixed_precision, model_input
 
 # Films larger than this are refused before decoding, as index.max_image_pixels does for a source.
@@ -58,28 +58,34 @@ class Segmenter:
         try:
             net, summary = load_segmenter(path, device)
         except SegmenterError as err:
-            raise PredictError(str(err)) from None
+            raise PredictError(f"{err}; a lungs model needs it to cut the lungs out of a film (or fetch it: "
+                               f"`dvc pull {path}`)") from None
         return cls(net, summary["image_size"], len(summary["names"]), confidence)
 
 
 class Predictor:
-    """A checkpoint ready to classify films one at a time, with its segmenter and explanation maps on demand."""
+    """A checkpoint ready to classify films one at a time, with its segmenter and explanation maps on demand.
 
-    def __init__(self, checkpoint: Path, device: torch.device, segmenter: Segmenter | None = None,
-                 explain: ExplainSettings | None = None):
-        from cxr.models.checkpoints import CheckpointError
+    The segmenter in `segmenter_file` is loaded for a lungs model, which cannot do without it, and for a
+    full-view model unless `segmenter_optional` and the file is not there (its masks are then only checked).
+    """
 
+    def __init__(self, checkpoint: Path, device: torch.device, segmenter_file: Path | None = None,
+                 confidence: float = 0.25, explain: ExplainSettings | None = None, segmenter_optional: bool = False):
         try:
             self.model, self.meta = load_checkpoint(checkpoint, device)
         except CheckpointError as err:
             raise PredictError(f"{err}; or fetch it from the team's remote (`dvc pull {checkpoint}`)") from None
-        self.device, self.segmenter, self.explain = device, segmenter, explain
+        self.device, self.explain = device, explain
         self.view = self.meta["preprocessing"]
         self.classes = list(self.meta["classes"])
-        if self.view["view"] == "lungs" and segmenter is None:
+        lungs_view = self.view["view"] == "lungs"
+        if lungs_view and segmenter_file is None:
             raise PredictError(f"{checkpoint} classifies lung-segmented films ({self.meta['dataset']}): it needs the lung "
-                               f"segmenter to cut the lungs out of a film; train it (`dvc repro segment_train`), fetch it "
-                               f"(`dvc pull models/segment/segmenter.pt`) or pass --segmenter PATH")
+                               f"segmenter to cut the lungs out of a film; give it with --segmenter PATH")
+        self.segmenter = None
+        if segmenter_file is not None and (lungs_view or not segmenter_optional or segmenter_file.is_file()):
+            self.segmenter = Segmenter.load(segmenter_file, confidence, device)
         self.layer = None
         if explain is not None:
             from cxr.explain.layers import choose_target_layer
@@ -122,15 +128,13 @@ class Predictor:
 
     def _explain(self, name: str, inputs: torch.Tensor, best: int, mask: np.ndarray | None, figure_dir: Path | None,
                  prediction: Prediction) -> dict:
-        from cxr.explain.maps import class_activation_maps, saliency_maps
+        from cxr.explain.maps import class_activation_maps, masks_at, saliency_maps, shown_pixels
         from cxr.explain.scores import lung_energy_fraction
 
         cam = class_activation_maps(self.model, self.layer, inputs, [best], self.explain.method)[0]
         saliency = saliency_maps(self.model, inputs, [best])[0]
-        size = self.meta["image_size"]
         if mask is not None:
-            mask = np.asarray(torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), (size, size),
-                                                              mode="nearest")[0, 0] > 0.5)
+            mask = masks_at(mask[None], self.meta["image_size"])[0]
         explanation = {"method": self.explain.method, "layer": self.layer.name}
         if mask is not None and mask.any():
             explanation |= {"cam_lung_energy": round(lung_energy_fraction(cam, mask), 4),
@@ -138,8 +142,7 @@ class Predictor:
         if figure_dir is not None:
             from cxr.explain.figures import write_prediction_figure
 
-            shown = inputs[0, 0] * self.meta["std"][0] + self.meta["mean"][0]  # the resized pixels, before normalisation
-            image = np.round(shown.clamp(0, 1).detach().cpu().numpy() * 255).astype(np.uint8)
+            image = shown_pixels(inputs, self.meta["mean"], self.meta["std"])[0]
             path = figure_dir / (figure_stem(name) + ".png")
             title = f"{Path(name).name}: {prediction.predicted} {prediction.probabilities[prediction.predicted]:.2f}"
             write_prediction_figure(path, image, cam, saliency, mask, title, self.explain.method)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,15 +108,6 @@ def write_page(path: Path, title: str, subtitle: str, sections: Sequence[Section
     page = Environment(autoescape=True).from_string(PAGE).render(title=title, subtitle=subtitle, warning=WARNING,
                                                                  sections=sections)
     write_text(path, page)
-
-
-def confusion_counts(path: Path, classes: Sequence[str]) -> np.ndarray:
-    """(true, predicted) counts from evaluate's confusion.json records."""
-    index = {name: k for k, name in enumerate(classes)}
-    counts = np.zeros((len(classes), len(classes)), dtype=int)
-    for record in json.loads(path.read_text()):
-        counts[index[record["actual"]], index[record["predicted"]]] += 1
-    return counts
 
 
 def confusion_table(counts: np.ndarray, classes: Sequence[str], title: str) -> str:

@@ -7,8 +7,10 @@ is read from the files the evaluate, train, explain and segment stages wrote.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from cxr.metrics.classification import slug
 from cxr.paths import (
@@ -16,14 +18,13 @@ from cxr.paths import (
     EXPLANATIONS_FIGURE,
     SEGMENT_TRAIN_CURVES,
     ZONES_FIGURE,
-    confusion_file,
     explain_dir,
     roc_dir,
     segment_gallery_file,
     segment_zones_file,
     train_curves_dir,
 )
-from cxr.report.html import Section, confusion_counts, confusion_table, curves_figure, read_curve, write_page
+from cxr.report.html import Section, confusion_table, curves_figure, read_curve, write_page
 from cxr.report.params import ShortcutParams
 
 
@@ -57,8 +58,10 @@ TITLE = "Chest X-ray classification: results"
 
 def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], models: Sequence[str], classes: Sequence[str],
                 own: dict[tuple[str, str], dict], cross: Sequence[tuple[str, str, str, dict, dict]],
+                confusions: Mapping[tuple[str, str, str], np.ndarray],
                 segmented: Sequence[str], cascade: Sequence[tuple], shortcut: ShortcutParams, level: str) -> None:
-    """`own`: (dataset, model) -> test metrics; `cross`: (trained_on, tested_on, model, metrics, own metrics)."""
+    """`own`: (dataset, model) -> test metrics; `cross`: (trained_on, tested_on, model, metrics, own metrics);
+    `confusions`: (trained_on, tested_on, model) -> confusion counts, own runs with tested_on = trained_on."""
     subtitle = f"{len(models)} models x {len(datasets)} datasets ({', '.join(datasets)}), classes {', '.join(classes)}"
     sections = []
 
@@ -72,7 +75,7 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
     for dataset in datasets:
         section = Section(f"dataset-{slug(dataset)}", f"Dataset {dataset}")
         section.heading("Confusion matrices")
-        matrices = "".join(confusion_table(confusion_counts(confusion_file(dataset, model), classes), classes, model)
+        matrices = "".join(confusion_table(confusions[dataset, dataset, model], classes, model)
                            for model in models)
         section.raw(f'<div class="matrices">{matrices}</div>')
         section.text("Rows: true class, columns: predicted class; a cell is shaded by its share of its row.")
@@ -93,8 +96,7 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
                      "the segmenter); the change is against its own test split.")
         section.text(parts["cross"])
         for trained_on, tested_on in dict.fromkeys((t, u) for t, u, *_ in cross):
-            matrices = "".join(confusion_table(confusion_counts(confusion_file(trained_on, m, tested_on), classes),
-                                               classes, m) for m in models)
+            matrices = "".join(confusion_table(confusions[trained_on, tested_on, m], classes, m) for m in models)
             inner = Section("", "")
             inner.raw(f'<div class="matrices">{matrices}</div>')
             section.details(f"Confusion matrices: trained on {trained_on}, tested on {tested_on}", inner)

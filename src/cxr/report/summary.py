@@ -14,11 +14,14 @@ from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
 from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
 from cxr.paths import (
+    confusion_file,
     explain_maps_file,
     explain_metrics_file,
     metrics_file,
+    segment_gallery_file,
     segment_interpretation_file,
     segment_metrics_file,
+    segment_zones_file,
     train_summary_file,
     view_report_file,
 )
@@ -39,6 +42,16 @@ def load_explain_metrics(dataset: str, model: str) -> dict:
 
 def load_explanations(dataset: str, model: str) -> Explanations:
     return Explanations.load(_existing(explain_maps_file(dataset, model), f"explain {model}/{dataset}"))
+
+
+def load_confusion(dataset: str, model: str, classes: list[str], tested_on: str | None = None) -> np.ndarray:
+    """(true, predicted) counts from evaluate's confusion.json records."""
+    path = _existing(confusion_file(dataset, model, tested_on), f"evaluate {model}/{dataset} on {tested_on or dataset}")
+    index = {name: k for k, name in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    for record in json.loads(path.read_text()):
+        counts[index[record["actual"]], index[record["predicted"]]] += 1
+    return counts
 
 
 def load_view_report(dataset: str) -> dict:
@@ -167,9 +180,12 @@ def comparison_figure(path: Path, runs: list[tuple[str, str, dict]], datasets: l
 
 
 def load_segment_metrics(dataset: str) -> tuple[dict, dict]:
-    """The segmenter's evaluation and interpretation metrics on one dataset's test split."""
+    """The segmenter's evaluation and interpretation metrics on one dataset's test split (and the check that
+    the interpretation's figures, which the report shows, are there too)."""
     evaluation = _existing(segment_metrics_file(dataset), f"segment_evaluate on {dataset}")
     interpretation = _existing(segment_interpretation_file(dataset), f"segment_explain on {dataset}")
+    for figure in (segment_gallery_file(dataset), segment_zones_file(dataset)):
+        _existing(figure, f"segment_explain on {dataset}")
     return json.loads(evaluation.read_text()), json.loads(interpretation.read_text())
 
 

@@ -42,16 +42,18 @@ def _training_panels(curves: Path, title: str) -> list[tuple[str, dict, str]]:
     return [(f"{title}: loss", loss, "loss"), (f"{title}: validation", scores, "score")]
 
 
-def _roc_panel(model: str, dataset: str, classes: Sequence[str], metrics: dict, tested_on: str | None = None) -> tuple:
+def _roc_panel(model: str, dataset: str, classes: Sequence[str], metrics: dict) -> tuple:
+    """One-vs-rest ROC curves of each class of one run (evaluate's roc/ folder), as a curves_figure panel."""
     curves = {}
     for name in classes:
-        path = roc_dir(dataset, model, tested_on) / f"{slug(name)}.json"
+        path = roc_dir(dataset, model) / f"{slug(name)}.json"
         if path.is_file():
             points = json.loads(path.read_text())
             auc = metrics.get(f"roc_auc_{slug(name)}")
             label = f"{name} (AUC {auc:.2f})" if auc is not None else f"{name} (AUC n/a)"
             curves[label] = ([p["fpr"] for p in points], [p["tpr"] for p in points])
     return (model, curves, "true positive rate")
+
 
 TITLE = "Chest X-ray classification: results"
 

@@ -233,7 +233,9 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
                                         | {f"crosstest@{m}-test{i}" for m in params["models"]
                                            for i in range(len(params["cross_tests"]))}
                                         | {f"segment_{s}@{d}" for s in ("evaluate", "explain")
-                                           for d in params["segment"]["evaluate_on"]})
+                                           for d in params["segment"]["evaluate_on"]}
+                                        | {f"shortcut_{s}@{m}" for s in ("evaluate", "crosstest", "explain")
+                                           for m in params["shortcut"]["models"]})
         _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
         # The report prints the level in its table, so it reads that one key too.
         assert "report" in changed_stages(repo)
@@ -244,20 +246,21 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
 def test_adding_a_params_section_and_a_library_module_invalidates_nothing(pipeline_repo):
     """A new stage's section and code must not re-run the existing stages (issue: every change re-ran everything)."""
     repo = pipeline_repo
-    _edit_params(repo, lambda p: p.update(predict={"batch_size": 8}))
-    (repo / "src" / "cxr" / "predict").mkdir()
-    (repo / "src" / "cxr" / "predict" / "__init__.py").write_text('"""Prediction on new X-rays."""\n')
+    _edit_params(repo, lambda p: p.update(calibrate={"bins": 8}))
+    (repo / "src" / "cxr" / "calibrate").mkdir()
+    (repo / "src" / "cxr" / "calibrate" / "__init__.py").write_text('"""Temperature scaling of trained models."""\n')
     try:
         assert changed_stages(repo) == set()
     finally:
-        shutil.rmtree(repo / "src" / "cxr" / "predict")
+        shutil.rmtree(repo / "src" / "cxr" / "calibrate")
         _run(repo, "git", "checkout", "params.yaml")
 
 
 def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     repo = pipeline_repo
     _edit_params(repo, lambda p: p["model"]["resnet18"].update(lr=0.002))
-    assert changed_stages(repo) == {"train@resnet18-full", "train@resnet18-lungs"}
+    # The report too: its model cards print each model's params.
+    assert changed_stages(repo) == {"train@resnet18-full", "train@resnet18-lungs", "shortcut_train@resnet18", "report"}
     _run(repo, "git", "checkout", "params.yaml")
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     _dvc(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
@@ -265,8 +268,8 @@ def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     moved = {name for name in lock_after if lock_after[name] != lock_before[name]}
     allowed = {"train@resnet18-full", "train@resnet18-lungs", "evaluate@resnet18-full", "evaluate@resnet18-lungs",
                "crosstest@resnet18-test0", "crosstest@resnet18-test1", "crosstest@resnet18-test2",
-               "explain@resnet18-full", "explain@resnet18-lungs",
-               "report"}
+               "explain@resnet18-full", "explain@resnet18-lungs", "shortcut_train@resnet18", "shortcut_evaluate@resnet18",
+               "shortcut_crosstest@resnet18", "shortcut_explain@resnet18", "report"}
     assert {"train@resnet18-full", "train@resnet18-lungs"} <= moved <= allowed
     shown = json.loads(_dvc(repo, "exp", "show", "--json"))
     assert "0.002" in json.dumps(shown)

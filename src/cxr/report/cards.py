@@ -6,16 +6,7 @@ from __future__ import annotations
 
 from cxr.metrics.classification import slug
 from cxr.report.html import WARNING
-
-
-def _interval(m: dict, key: str) -> str:
-    if m.get(key) is None:
-        return "n/a"
-    return f"{m[key]:.3f} [{m[f'{key}_ci_low']:.3f}, {m[f'{key}_ci_high']:.3f}]"
-
-
-def _value(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+from cxr.report.summary import number, with_interval
 
 
 def model_card(model: str, dataset: str, model_params: dict, train: dict, view: dict, trained: dict, metrics: dict,
@@ -27,9 +18,9 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
                            + f" | {sum(counts[split].values())} |" for split in counts)
     augment = ", ".join(f"{key} {value}" for key, value in train["augment"].items())
     per_class = "\n".join(
-        f"| {c} | {_value(metrics.get(f'precision_{slug(c)}'))} | {_value(metrics.get(f'recall_{slug(c)}'))} "
-        f"| {_value(metrics.get(f'f1_{slug(c)}'))} | {_value(metrics.get(f'roc_auc_{slug(c)}'))} |" for c in classes)
-    cross_rows = "\n".join(f"| {tested_on} | {_interval(m, 'accuracy')} | {_interval(m, 'macro_f1')} "
+        f"| {c} | {number(metrics.get(f'precision_{slug(c)}'))} | {number(metrics.get(f'recall_{slug(c)}'))} "
+        f"| {number(metrics.get(f'f1_{slug(c)}'))} | {number(metrics.get(f'roc_auc_{slug(c)}'))} |" for c in classes)
+    cross_rows = "\n".join(f"| {tested_on} | {with_interval(m, 'accuracy')} | {with_interval(m, 'macro_f1')} "
                            f"| {m['macro_f1'] - metrics['macro_f1']:+.3f} | {m['n_test']} |" for tested_on, m in cross)
     view_words = ("whole films, padded to a square" if view["view"] == "full"
                   else "lungs only (black outside the lung mask), cropped to the lungs")
@@ -65,8 +56,8 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
         "",
         f"## Test metrics ({metrics['n_test']} test images, {level} bootstrap intervals)",
         "",
-        f"- Accuracy {_interval(metrics, 'accuracy')}, macro-F1 {_interval(metrics, 'macro_f1')}, "
-        f"ROC-AUC (macro) {_value(metrics.get('roc_auc_macro'))}, expected calibration error {metrics['ece']:.3f}",
+        f"- Accuracy {with_interval(metrics, 'accuracy')}, macro-F1 {with_interval(metrics, 'macro_f1')}, "
+        f"ROC-AUC (macro) {number(metrics.get('roc_auc_macro'))}, expected calibration error {metrics['ece']:.3f}",
         "",
         "| Class | Precision | Recall | F1 | ROC-AUC |",
         "|---|---|---|---|---|",
@@ -83,18 +74,19 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
         f"{explained['method']} at layer `{explained['layer']}` ({explained['grid']}x{explained['grid']}) and saliency, "
         f"on {explained['sampled']} class-balanced test images:",
         "",
-        f"- Share of the CAM inside the lungs {_interval(explained, 'cam_lung_energy')}, lift "
-        f"{_interval(explained, 'cam_lung_lift')} (1: no preference for the lungs), pointing game "
-        f"{_interval(explained, 'cam_pointing')}",
-        f"- Share of the saliency inside the lungs {_interval(explained, 'saliency_lung_energy')}; ROAD "
-        f"faithfulness {_interval(explained, 'road')} (above 0: the CAM points at what the model uses)",
+        f"- Share of the CAM inside the lungs {with_interval(explained, 'cam_lung_energy')}, lift "
+        f"{with_interval(explained, 'cam_lung_lift')} (1: no preference for the lungs), pointing game "
+        f"{with_interval(explained, 'cam_pointing')}",
+        f"- Share of the saliency inside the lungs {with_interval(explained, 'saliency_lung_energy')}; ROAD "
+        f"faithfulness {with_interval(explained, 'road')} (above 0: the CAM points at what the model uses)",
         "",
         "## Intended use and limits",
         "",
         "- For research on chest X-ray classification methods: comparing architectures, views and explanations, "
         "on data like the training data.",
-        "- Not for clinical use. Scores on another hospital's films can be lower than on its own test split (see above); a model can learn "
-        "markers outside the lungs (README: Shortcut experiment); the default data are synthetic films.",
+        "- Not for clinical use. Scores on another hospital's films can be lower than on its own test split (see "
+        "above); a model can learn markers outside the lungs (README: Shortcut experiment); the default data are "
+        "synthetic films.",
         "- Three classes only: a film with another finding is still forced into one of them.",
         "",
     ]

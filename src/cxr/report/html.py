@@ -9,6 +9,7 @@ inputs into the same bytes (no date, no version stamp), so DVC only sees it chan
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,9 +86,7 @@ class Section:
 
     def text(self, markdown: str) -> None:
         """Paragraphs and pipe tables in markdown, as the summary writes them."""
-        from markdown_it import MarkdownIt
-
-        self.blocks.append(MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown))
+        self.blocks.append(_markdown().render(markdown))
 
     def figure(self, png: bytes | Path, caption: str, alt: str) -> None:
         data = png.read_bytes() if isinstance(png, Path) else png
@@ -100,6 +99,13 @@ class Section:
 
     def raw(self, html: str | Markup) -> None:
         self.blocks.append(str(html))
+
+
+@functools.cache
+def _markdown():
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def write_page(path: Path, title: str, subtitle: str, sections: Sequence[Section]) -> None:

@@ -68,11 +68,11 @@ def _existing(path: Path, stage: str) -> Path:
     return path
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _with_interval(metrics: dict, key: str) -> str:
+def with_interval(metrics: dict, key: str) -> str:
     """'0.412 [0.350, 0.470]': the value and its interval (`<key>_ci_low`, `<key>_ci_high`); n/a where null."""
     if metrics.get(key) is None:
         return "n/a"
@@ -86,8 +86,8 @@ def summary_table(runs: list[tuple[str, str, dict]], level: str) -> str:
     ]
     for dataset, model, m in runs:
         lines.append(
-            f"| {dataset} | {model} | {_with_interval(m, 'accuracy')} | {_with_interval(m, 'macro_f1')} "
-            f"| {_number(m['roc_auc_macro'])} | {m['ece']:.3f} | {m['n_test']} |"
+            f"| {dataset} | {model} | {with_interval(m, 'accuracy')} | {with_interval(m, 'macro_f1')} "
+            f"| {number(m['roc_auc_macro'])} | {m['ece']:.3f} | {m['n_test']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -101,8 +101,8 @@ def cross_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> str
     ]
     for trained_on, tested_on, model, m, own in runs:
         lines.append(
-            f"| {trained_on} | {tested_on} | {model} | {_with_interval(m, 'accuracy')} | {_with_interval(m, 'macro_f1')} "
-            f"| {_number(m['roc_auc_macro'])} | {m['macro_f1'] - own['macro_f1']:+.3f} | {m['n_test']} |"
+            f"| {trained_on} | {tested_on} | {model} | {with_interval(m, 'accuracy')} | {with_interval(m, 'macro_f1')} "
+            f"| {number(m['roc_auc_macro'])} | {m['macro_f1'] - own['macro_f1']:+.3f} | {m['n_test']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -122,9 +122,9 @@ def explanations_table(runs: list[tuple[str, str, dict]], level: str) -> str:
     ]
     for dataset, model, m in runs:
         lines.append(
-            f"| {dataset} | {model} | {m['layer']} ({m['grid']}x{m['grid']}) | {_with_interval(m, 'cam_lung_energy')} "
-            f"| {_with_interval(m, 'cam_lung_lift')} | {_with_interval(m, 'cam_pointing')} "
-            f"| {_with_interval(m, 'saliency_lung_energy')} | {_with_interval(m, 'road')} "
+            f"| {dataset} | {model} | {m['layer']} ({m['grid']}x{m['grid']}) | {with_interval(m, 'cam_lung_energy')} "
+            f"| {with_interval(m, 'cam_lung_lift')} | {with_interval(m, 'cam_pointing')} "
+            f"| {with_interval(m, 'saliency_lung_energy')} | {with_interval(m, 'road')} "
             f"| {m['sampled']} ({m['images']}; {m['without_mask']}) |"
         )
     return "\n".join(lines) + "\n"
@@ -148,7 +148,7 @@ def zones_table(runs: list[tuple[str, str, dict]], class_name: str) -> str:
         "|---|---|" + "---|" * len(ZONES),
     ]
     for dataset, model, m in runs:
-        lines.append(f"| {dataset} | {model} | " + " | ".join(_number(m.get(f"involved_{zone}_{key}")) for zone in ZONES) + " |")
+        lines.append(f"| {dataset} | {model} | " + " | ".join(number(m.get(f"involved_{zone}_{key}")) for zone in ZONES) + " |")
     reference = [ABOUGAZIA_2021.get(zone) for zone in ZONES]
     lines.append("| Abougazia et al. 2021 | COVID-19 patients | "
                  + " | ".join("-" if value is None else f"{value:.2f}" for value in reference) + " |")
@@ -198,9 +198,9 @@ def segmentation_table(runs: list[tuple[str, dict, dict]], level: str) -> str:
     ]
     for dataset, m, explained in runs:
         lines.append(
-            f"| {dataset} | {_with_interval(m, 'dice')} | {_with_interval(m, 'iou')} | {_number(m['mask_map50'])} "
-            f"| {_number(m['mask_map50_95'])} | {_number(m['plausible'])} | {m['empty']} / {m['more_than_two']} / "
-            f"{m['touches_border']} | {_number(explained['attention_lung_lift'])} | {_number(explained['uncertainty_on_border'])} "
+            f"| {dataset} | {with_interval(m, 'dice')} | {with_interval(m, 'iou')} | {number(m['mask_map50'])} "
+            f"| {number(m['mask_map50_95'])} | {number(m['plausible'])} | {m['empty']} / {m['more_than_two']} / "
+            f"{m['touches_border']} | {number(explained['attention_lung_lift'])} | {number(explained['uncertainty_on_border'])} "
             f"| {m['images']} ({m['images_with_truth']}) |"
         )
     return "\n".join(lines) + "\n"
@@ -215,7 +215,7 @@ def cascade_table(runs: list[tuple[str, str, str, dict, dict]], level: str) -> s
     ]
     for _, _, model, m, own in runs:
         lines.append(
-            f"| {model} | {_with_interval(own, 'accuracy')} | {_with_interval(m, 'accuracy')} "
+            f"| {model} | {with_interval(own, 'accuracy')} | {with_interval(m, 'accuracy')} "
             f"| {own['accuracy'] - m['accuracy']:+.3f} | {own['macro_f1'] - m['macro_f1']:+.3f} | {m['n_test']} |"
         )
     return "\n".join(lines) + "\n"
@@ -239,10 +239,10 @@ def shortcut_table(runs: list[tuple[str, dict, dict, dict | None, dict | None, d
         "|---|---|---|---|---|",
     ]
     for model, clean, marked, clean_free, marked_free, clean_explain, marked_explain in runs:
-        free = "n/a" if clean_free is None else _with_interval(clean_free, "accuracy")
+        free = "n/a" if clean_free is None else with_interval(clean_free, "accuracy")
         lines.append(
-            f"| {model} | {clean['accuracy']:.3f} → {marked['accuracy']:.3f} | {free} → {_with_interval(marked_free, 'accuracy')} "
-            f"| {_with_interval(clean_explain, 'cam_lung_energy')} → {_with_interval(marked_explain, 'cam_lung_energy')} "
-            f"| {_with_interval(clean_explain, 'saliency_lung_energy')} → {_with_interval(marked_explain, 'saliency_lung_energy')} |"
+            f"| {model} | {clean['accuracy']:.3f} → {marked['accuracy']:.3f} | {free} → {with_interval(marked_free, 'accuracy')} "
+            f"| {with_interval(clean_explain, 'cam_lung_energy')} → {with_interval(marked_explain, 'cam_lung_energy')} "
+            f"| {with_interval(clean_explain, 'saliency_lung_energy')} → {with_interval(marked_explain, 'saliency_lung_energy')} |"
         )
     return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """Write the embedded default data: seeded synthetic chest X-rays in the real datasets' layouts.
 
-    python stages/generate.py                 # data/raw/synthetic: class folders with images/ and masks/,
-                                              # and its twin with class markers, data/raw/synthetic-shortcut
-    python stages/generate.py --radiography   # a second hospital, zipped like the Kaggle Radiography Database
+    python stages/generate.py --name synthetic                    # generate.synthetic: class folders with images/
+                                                                  # and masks/, and its twin with class markers
+    python stages/generate.py --radiography --name radiography    # generate_radiography.radiography: a second
+                                                                  # hospital, zipped like the Radiography Database
 
 Same seed and params, byte-identical files; see cxr/synthetic/generator.py for what the images contain.
 """
@@ -20,11 +21,13 @@ from cxr.synthetic.params import GenerateParams, RadiographyParams
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--radiography", action="store_true", help="write the generate_radiography zip instead")
+    parser.add_argument("--radiography", action="store_true", help="write a generate_radiography zip instead")
+    parser.add_argument("--name", required=True, help="the generator's entry in the generate (or generate_radiography) section")
     args = parser.parse_args(argv)
 
     if args.radiography:
-        radiography: RadiographyParams = stage_params({"generate_radiography": RadiographyParams})["generate_radiography"]
+        key = f"generate_radiography.{args.name}"
+        radiography: RadiographyParams = stage_params({key: RadiographyParams})[key]
         summary = write_radiography_zip(Path(radiography.out_zip), seed=radiography.seed,
                                         images_per_class=radiography.images_per_class,
                                         image_size=radiography.image_size, mask_size=radiography.mask_size,
@@ -32,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {radiography.out_zip}: {json.dumps(summary)}")
         return
 
-    generate: GenerateParams = stage_params({"generate": GenerateParams})["generate"]
+    key = f"generate.{args.name}"
+    generate: GenerateParams = stage_params({key: GenerateParams})[key]
     summary = write_dataset(
         Path(generate.out_dir),
         seed=generate.seed,

@@ -2,16 +2,20 @@
 
     python stages/index.py --source synthetic
 
-Writes data/index/<source>/ (index.csv, source.json), which both views and `cxr inspect` read, and
-the data report reports/data/sources/<source>.json: what `cxr inspect --json` prints for the source.
+Writes data/index/<source>/ (index.csv, source.json), which both views and `cxr inspect` read, the
+data report reports/data/sources/<source>.json: what `cxr inspect --json` prints for the source, and
+metrics/data/<source>.json: its shortcut audit in figures (the metadata-only baseline beside chance).
 """
 
 from __future__ import annotations
 
+from cxr.data.audit import audit_metrics
 from cxr.data.index import SourceIndexError, build_index, write_index
 from cxr.data.params import IndexParams, SourceParams
 from cxr.data.report import summary_lines
+from cxr.io.files import write_json
 from cxr.params import Classes, Workers, stage_arguments, stage_params, worker_count
+from cxr.paths import source_audit_file
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     except SourceIndexError as err:
         raise SystemExit(f"error: {err}") from None
     write_index(args.source, built)
+    write_json(source_audit_file(args.source), audit_metrics(built.report))
     print("\n".join(summary_lines(built.report)))
 
 

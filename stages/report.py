@@ -17,12 +17,21 @@ from cxr.io.files import atomic_dir, write_text
 from cxr.metrics.classification import slug
 from cxr.metrics.params import CrossTests
 from cxr.params import Names, stage_arguments, stage_params
-from cxr.paths import CARDS_DIR, COMPARISON_FIGURE, EXPLANATIONS_FIGURE, INDEX_FILE, SUMMARY_FILE, ZONES_FIGURE, card_file
+from cxr.paths import (
+    CARDS_DIR,
+    COMPARISON_FIGURE,
+    EXPLANATIONS_FIGURE,
+    INDEX_FILE,
+    SUMMARY_FILE,
+    ZONES_FIGURE,
+    card_file,
+)
 from cxr.report.cards import model_card
 from cxr.report.page import write_index
-from cxr.report.params import ShortcutParams
+from cxr.report.params import ProbeParams, ShortcutParams
 from cxr.report.summary import (
     MissingMetrics,
+    audit_table,
     cascade_table,
     comparison_figure,
     cross_table,
@@ -33,11 +42,14 @@ from cxr.report.summary import (
     load_explanations,
     load_metrics,
     load_segment_metrics,
+    load_source_audit,
     load_train_summary,
     load_view_report,
+    outside_rows,
     segmentation_table,
     shortcut_table,
     summary_table,
+    views_table,
     zone_class,
     zones_table,
 )
@@ -47,13 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     stage_arguments(__doc__, argv)
     params = stage_params({"datasets": Names, "models": Names, "cross_tests": CrossTests, "segmented_dataset": dict,
                            "segment.evaluate_on": Names, "train": dict, "model": dict,
-                           "shortcut": ShortcutParams,
+                           "dataset": dict, "probe": ProbeParams, "shortcut": ShortcutParams | None,
                            "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)]})
     datasets, models = params["datasets"], params["models"]
-    shortcut: ShortcutParams = params["shortcut"]
-    if shortcut.models and (shortcut.clean not in datasets or not set(shortcut.models) <= set(models)):
-        raise SystemExit(f"error: params.yaml shortcut: clean ({shortcut.clean}) must be one of `datasets` and models "
-                         f"({', '.join(shortcut.models)}) among `models`: the marked runs are compared with those")
+    probe: ProbeParams = params["probe"]
+    shortcut: ShortcutParams | None = params["shortcut"]
+    if shortcut is not None and (shortcut.clean not in datasets or not set(probe.models) <= set(models)):
+        raise SystemExit(f"error: params.yaml shortcut: clean ({shortcut.clean}) must be one of `datasets` and probe.models "
+                         f"({', '.join(probe.models)}) among `models`: the marked runs are compared with those (`cxr check`)")
 
     try:
         runs = [(dataset, model, load_metrics(dataset, model)) for dataset in datasets for model in models]
@@ -70,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
                    clean_free.get((shortcut.clean, shortcut.marker_free, model)),
                    load_metrics(shortcut.dataset, model, shortcut.marker_free),
                    load_explain_metrics(shortcut.clean, model), load_explain_metrics(shortcut.dataset, model))
-                  for model in shortcut.models]
+                  for model in probe.models] if shortcut is not None else []
+        probe_runs = {(dataset, model): load_metrics(dataset, model) for dataset in probe.datasets for model in probe.models}
+        sources = list(dict.fromkeys(params["dataset"][name]["source"] for name in [*datasets, *probe.datasets]))
+        audits = [(source, load_source_audit(source)) for source in sources]
         # The classes come from the explained runs: the report declares no classes param, and they all share one list.
         classes = explained[datasets[0], models[0]].classes
         confusions = {(trained_on, tested_on, model): load_confusion(trained_on, model, classes, tested_on)
@@ -80,6 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"
+    source_of = {name: entry["source"] for name, entry in params["dataset"].items()}
+    audit_by_source = dict(audits)
+    views = outside_rows(params["dataset"], datasets, own, probe_runs)
     zones_class = zone_class(classes)
     cascade = [run for run in cross if run[1] in params["segmented_dataset"]]
     # In label mode `diagnosis` the segmenter classifies too, and is compared beside the CNNs.
@@ -88,13 +107,21 @@ def main(argv: list[str] | None = None) -> None:
              "explanations": explanations_table(explain_runs, level),
              "segmentation": segmentation_table(segment_runs, level),
              "cascade": cascade_table(cascade, level) if cascade else "",
-             "shortcut": shortcut_table(marked, level, shortcut.marker_free)}
+             "shortcut": shortcut_table(marked, level, shortcut.marker_free) if marked else "",
+             "audit": audit_table(audits, level),
+             "views": views_table(views, level)}
     if zones_class is not None:
         parts["zones"] = zones_table(explain_runs, zones_class)
 
     summary = parts["scores"]
     if cross:
         summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + parts["cross"]
+    summary += ("\nShortcut audit: how well each source's class can be read without looking at a lung, by a classifier "
+                "on metadata and pixels outside the lungs (size, format, mask provenance, intensities, corners; "
+                "reports/data/sources/<source>.json says which features and flags):\n\n" + parts["audit"])
+    if "| outside" in parts["views"]:
+        summary += ("\nThe same model on the whole film, the lungs only and everything but the lungs (lungs blacked out; "
+                    "near chance unless the films carry the class outside the lungs):\n\n" + parts["views"])
     summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images, the same in every run, "
                 "and of each run's misclassified ones, which have figures of their own in metrics/explain; "
                 f"{EXPLANATIONS_FIGURE.name} shows one image per class across runs):\n\n" + parts["explanations"])
@@ -117,13 +144,14 @@ def main(argv: list[str] | None = None) -> None:
     write_zones_figure(explain_by_run, datasets, models, slug(shown),
                        ZONES_FIGURE, class_name=shown)
     write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, confusions, params["segment.evaluate_on"], cascade,
-                shortcut, level)
+                shortcut, probe.models, level)
     with atomic_dir(CARDS_DIR) as cards:
         for dataset, model, metrics in runs:
             card = model_card(model, dataset, params["model"][model], params["train"], *trained[dataset, model], metrics,
                               [(tested_on, m) for trained_on, tested_on, name, m, _ in cross
                                if (trained_on, name) == (dataset, model)],
-                              explain_by_run[dataset, model], classes, level)
+                              explain_by_run[dataset, model], classes, level, audit_by_source[source_of[dataset]],
+                              [row for row in views if row[1] == source_of[dataset]])
             write_text(cards / card_file(dataset, model).name, card)
     print(SUMMARY_FILE.read_text())
 

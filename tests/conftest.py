@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -28,8 +32,8 @@ def default_params() -> dict:
 def tiny_params(**overrides) -> dict:
     """The repository's params.yaml shrunk to a few small images, one epoch and the smallest inputs."""
     params = copy.deepcopy(default_params())
-    params["generate"].update(images_per_class=12, image_size=96)
-    params["generate_radiography"].update(images_per_class=6, image_size=96, mask_size=80)
+    params["generate"]["synthetic"].update(images_per_class=12, image_size=96)
+    params["generate_radiography"]["radiography"].update(images_per_class=6, image_size=96, mask_size=80)
     params["prepare"]["image_size"] = 48
     params["train"].update(epochs=1, batch_size=8)
     params["evaluate"].update(bootstrap_resamples=100, batch_size=16)
@@ -54,7 +58,12 @@ def one_run_params() -> dict:
     params = tiny_params(models=["resnet18"], datasets=["lungs"],
                          cross_tests=[{"trained_on": "lungs", "tested_on": "lungs_segmented"}])
     params["segment"].update(train_on=["lungs"], evaluate_on=["lungs"])
-    params["shortcut"]["models"] = []  # its clean run is on the full view, which this pipeline leaves out
+    # No probe (its clean run is on the full view, which this pipeline leaves out): nothing reads the marked twin
+    # and the other hospital any more.
+    params.update(probe={"models": [], "datasets": [], "cross_tests": []}, shortcut=None, generate_radiography={})
+    del params["source"]["synthetic_shortcut"], params["source"]["radiography"]
+    for name in ("full", "outside", "radiography_full", "radiography_lungs", "shortcut_full"):
+        del params["dataset"][name]
     return params
 
 
@@ -77,10 +86,55 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cxr.synthetic.generator import write_dataset
 
     out = tmp_path_factory.mktemp("raw") / "synthetic"
-    generate = tiny_params()["generate"]
+    generate = tiny_params()["generate"]["synthetic"]
     write_dataset(out, seed=7, images_per_class=generate["images_per_class"], image_size=generate["image_size"],
                   shortcut=0.0, follow_up_fraction=0.25, duplicate_fraction=0.2, progress=False)
     return out
+
+
+# What a copy of the pipeline needs beside stages/, src/ and params.yaml.
+PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+
+
+def run_in(repo: Path, *command: str) -> str:
+    """A command in a pipeline copy, which must succeed; its stdout."""
+    # The copy's own src/ comes first on the path, so its stages run its library, not the installed one.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYTHONPATH=str(repo / "src"),
+               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def dvc_in(repo: Path, *args: str) -> str:
+    return run_in(repo, sys.executable, "-m", "dvc", *args)
+
+
+def changed_stages(repo: Path) -> set[str]:
+    return set(json.loads(dvc_in(repo, "status", "--json")))
+
+
+def copy_pipeline(target: Path) -> None:
+    for name in PIPELINE_FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, target / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+
+
+def baseline_repo(repo: Path, params: dict) -> Path:
+    """A git repository at `repo` with the pipeline and `params`, reproduced and committed."""
+    copy_pipeline(repo)
+    write_params(repo, params)
+    run_in(repo, "git", "init", "-q")
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "commit", "-qm", "tiny pipeline")
+    dvc_in(repo, "repro")
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "commit", "-qm", "baseline run")
+    return repo
 
 
 def stage(name: str) -> ModuleType:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import one_run_params
-from tests.test_pipeline import _dvc, _run, baseline_repo
+from tests.conftest import baseline_repo, dvc_in, one_run_params, run_in
 
 pytestmark = pytest.mark.pipeline
 
@@ -24,7 +23,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def experiments(repo: Path) -> dict[str, dict]:
     """name -> {params, metrics} of the experiments on top of the workspace's commit (dvc exp show --json)."""
-    shown = json.loads(_dvc(repo, "exp", "show", "--json"))
+    shown = json.loads(dvc_in(repo, "exp", "show", "--json"))
     found = {}
     for commit in shown:
         for branch in commit.get("experiments") or []:
@@ -38,10 +37,10 @@ def experiments(repo: Path) -> dict[str, dict]:
 
 
 def test_a_queued_sweep_runs_on_two_workers_and_shows_sorted(repo):
-    _dvc(repo, "exp", "run", "--queue", "-S", "model.resnet18.lr=0.002,0.003")
-    _dvc(repo, "queue", "start", "-j", "2")
+    dvc_in(repo, "exp", "run", "--queue", "-S", "model.resnet18.lr=0.002,0.003")
+    dvc_in(repo, "queue", "start", "-j", "2")
     deadline = time.monotonic() + 900
-    while "Queued" in (status := _dvc(repo, "queue", "status")) or "Running" in status:
+    while "Queued" in (status := dvc_in(repo, "queue", "status")) or "Running" in status:
         assert time.monotonic() < deadline, f"the sweep did not finish:\n{status}"
         time.sleep(5)
     assert "Failed" not in status, status
@@ -49,7 +48,7 @@ def test_a_queued_sweep_runs_on_two_workers_and_shows_sorted(repo):
     assert sorted(r["params"]["model"]["resnet18"]["lr"] for r in runs.values()) == [0.002, 0.003]
     assert all(0 <= r["metrics"]["macro_f1"] <= 1 for r in runs.values())
     # The README's view: one row per experiment, its learning rate and macro-F1, best first.
-    table = _dvc(repo, "exp", "show", "--csv", "--drop", ".*", "--keep",
+    table = dvc_in(repo, "exp", "show", "--csv", "--drop", ".*", "--keep",
                  r"Experiment|model\.resnet18\.lr|metrics/classify/.*:macro_f1$", "--sort-by", f"{METRIC}:macro_f1",
                  "--sort-order", "desc")
     header, *rows = [line.split(",") for line in table.strip().splitlines()]
@@ -60,19 +59,19 @@ def test_a_queued_sweep_runs_on_two_workers_and_shows_sorted(repo):
 
 def test_an_experiment_is_applied_and_pushed(repo, tmp_path):
     if not experiments(repo):
-        _dvc(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
+        dvc_in(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
     name = sorted(experiments(repo))[0]
     lr = experiments(repo)[name]["params"]["model"]["resnet18"]["lr"]
-    _dvc(repo, "exp", "apply", name)
+    dvc_in(repo, "exp", "apply", name)
     assert f"lr: {lr}" in (repo / "params.yaml").read_text()
     # Sharing it: its git refs to the team's git remote, its outputs to the DVC remote.
     shared = tmp_path / "shared.git"
-    _run(tmp_path, "git", "init", "-q", "--bare", str(shared))
-    _run(repo, "git", "remote", "add", "team", str(shared))
+    run_in(tmp_path, "git", "init", "-q", "--bare", str(shared))
+    run_in(repo, "git", "remote", "add", "team", str(shared))
     # --local: the experiment commits predate this remote; the local config applies to every revision.
-    _dvc(repo, "remote", "add", "--local", "-f", "team-store", str(tmp_path / "store"))
-    _dvc(repo, "exp", "push", "-r", "team-store", "team", name)
-    refs = _run(repo, "git", "ls-remote", "team")
+    dvc_in(repo, "remote", "add", "--local", "-f", "team-store", str(tmp_path / "store"))
+    dvc_in(repo, "exp", "push", "-r", "team-store", "team", name)
+    refs = run_in(repo, "git", "ls-remote", "team")
     assert "refs/exps/" in refs and name in refs
     assert any((tmp_path / "store").rglob("*"))
-    _run(repo, "git", "checkout", "params.yaml")
+    run_in(repo, "git", "checkout", "params.yaml")

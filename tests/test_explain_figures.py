@@ -279,13 +279,23 @@ def write_report_inputs(params: dict) -> None:
             roc = paths.roc_dir(dataset, model)
             roc.mkdir(parents=True, exist_ok=True)
             (roc / "covid19.json").write_text(json.dumps([{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}]))
-    shortcut = params["shortcut"]
-    for model in shortcut["models"]:
-        for path, data in ((paths.metrics_file(shortcut["dataset"], model), classify_metrics()),
-                           (paths.metrics_file(shortcut["dataset"], model, shortcut["marker_free"]), classify_metrics()),
-                           (paths.explain_metrics_file(shortcut["dataset"], model), explain_metrics())):
+    probe = params["probe"]
+    for model in probe["models"]:
+        for dataset in probe["datasets"]:
+            for path, data in ((paths.metrics_file(dataset, model), classify_metrics()),
+                               (paths.explain_metrics_file(dataset, model), explain_metrics())):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(data))
+        for test in probe["cross_tests"]:
+            path = paths.metrics_file(test["trained_on"], model, test["tested_on"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(data))
+            path.write_text(json.dumps(classify_metrics()))
+    audit = {"baseline_accuracy": 0.35, "baseline_accuracy_ci_low": 0.25, "baseline_accuracy_ci_high": 0.45,
+             "baseline_macro_f1": 0.34, "baseline_macro_f1_ci_low": 0.24, "baseline_macro_f1_ci_high": 0.44,
+             "chance_accuracy": 0.33, "chance_macro_f1": 0.17, "test_images": 93, "shortcut_flags": 0}
+    for source in {params["dataset"][name]["source"] for name in [*params["datasets"], *probe["datasets"]]}:
+        paths.source_audit_file(source).parent.mkdir(parents=True, exist_ok=True)
+        paths.source_audit_file(source).write_text(json.dumps(audit))
     segmentation = {"dice": 0.95, "dice_ci_low": 0.94, "dice_ci_high": 0.96, "iou": 0.9, "iou_ci_low": 0.89,
                     "iou_ci_high": 0.91, "mask_map50": 0.995, "mask_map50_95": 0.8, "plausible": 1.0, "empty": 0,
                     "more_than_two": 1, "touches_border": 2, "images": 10, "images_with_truth": 9}
@@ -313,13 +323,19 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     cascade = [test for test in params["cross_tests"] if test["tested_on"] in params["segmented_dataset"]]
     assert cascade and summary.count("| +0.000 | +0.000 |") == len(cascade) * len(MODELS)  # same metrics: no cost
     assert summary.count("| resnet18 | 0.849 → 0.849 |") == 1  # the shortcut experiment's row
+    # The shortcut audit: a row per source, and the outside probe beside the same model's full and lungs runs.
+    assert "| synthetic | 0.350 [0.250, 0.450] | 0.330 | 0.340 [0.240, 0.440] | 0.170 | 0 | 93 |" in summary
+    assert ("| resnet18 | synthetic | 0.849 [0.774, 0.914] (full) | 0.849 [0.774, 0.914] (lungs) "
+            "| 0.849 [0.774, 0.914] (outside) |") in summary
     figures = [paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE]
     assert all(png(path).width > 0 for path in figures)
     assert colour_blocks(paths.EXPLANATIONS_FIGURE) == [4, 4, 4]
     cards = sorted(paths.CARDS_DIR.iterdir())
     assert [card.name for card in cards] == sorted(f"{m}-{d}.md" for d in DATASETS for m in MODELS)
     page = paths.INDEX_FILE.read_text()
-    assert page.count("<figure>") == page.count("<figcaption>") and 'id="shortcut"' in page
+    assert page.count("<figure>") == page.count("<figcaption>") and 'id="shortcut"' in page and 'id="audit"' in page
+    card = (paths.CARDS_DIR / "densenet161-full.md").read_text()
+    assert "## Shortcut audit of its source" in card and "resnet18 on the outside view 0.849 [0.774, 0.914]" in card
     first = [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]]
     run_stage("report")
     assert [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]] == first, "the same bytes again"

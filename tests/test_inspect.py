@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from cxr.cli import main
+from tests.conftest import tiny_params, write_params
 from tests.test_layouts import (
     RADIOGRAPHY_ROOT,
+    SIRM,
     brighter,
     class_folders_tree,
     encode,
@@ -22,6 +24,7 @@ from tests.test_layouts import (
     radiography_tree,
     write_folder,
     write_zip,
+    xlsx,
 )
 
 # Source name (the path's last part), then the image's path below the layout's root.
@@ -55,7 +58,7 @@ def test_text_names_layouts_counts_and_shared_images(sources, workdir, capsys, n
     out = capsys.readouterr().out
     assert "layout radiography" in out and "layout class-folders" in out
     # Radiography: 4 COVID, 4 Viral Pneumonia, 3 Normal kept; its 3 Lung_Opacity films dropped with their class.
-    assert "11 kept, 0 skipped" in out and "{'Lung_Opacity': 3}" in out
+    assert "11 kept, 0 skipped, 3 dropped with their class (Lung_Opacity 3)" in out
     assert "Lung_Opacity -> dropped" in out
     assert "across sources: 2 shared image pairs (1 exact), 1 with different classes" in out
     assert f"{SHARED} (COVID-19) ~ {SHARED_COPY} (COVID-19) exact" in out
@@ -139,3 +142,56 @@ def test_console_script(sources, workdir):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)["sources"][0]
     assert (report["layout"], report["kind"], report["images_kept"]) == ("class-folders", "zip", 11)
+
+
+@pytest.fixture
+def kaggle_zip(workdir: Path) -> Path:
+    """A Radiography Database zip as Kaggle ships it: metadata sheets beside the class folders (one of them
+    broken, which the layout reports with a warning), and a file that is no image under an image's name."""
+    tree = radiography_tree(n=3, seed=9900)
+    header = ["FILE NAME", "FORMAT", "SIZE", "URL"]
+    tree[f"{RADIOGRAPHY_ROOT}COVID.metadata.xlsx"] = xlsx([header] + [[f"COVID-{i}", "PNG", "256*256", SIRM] for i in (1, 2, 3)])
+    tree[f"{RADIOGRAPHY_ROOT}Normal.metadata.xlsx"] = b"PK not really a workbook"
+    tree[f"{RADIOGRAPHY_ROOT}Normal/images/Normal-9.png"] = b"exported from PACS on 2020-04-01\n"
+    return write_zip(tree, workdir / "Kaggle.zip")
+
+
+def test_json_alone_on_stdout_and_text_without_python_reprs(kaggle_zip, capsys):
+    assert main(["inspect", str(kaggle_zip), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))["sources"][0]
+    assert "Normal.metadata.xlsx" in captured.err  # the broken sheet's warning, beside the report
+    assert report["sources"]["COVID-19"] == {SIRM: 3}
+    # Three films a class leave none for a test split: the baseline is null, not NaN.
+    assert report["metadata_baseline"]["accuracy"] is None and report["metadata_baseline"]["test_images"] == 0
+
+    assert main(["inspect", str(kaggle_zip)]) == 0
+    text = capsys.readouterr().out
+    assert "{" not in text and "<_io" not in text
+    assert "Normal/images/Normal-9.png: unreadable image" in text and "Normal-9.png)" in text  # named, not a buffer
+    assert "PNG L 8-bit 3" in text and "metadata-only baseline: not computed (no test split)" in text
+
+
+def test_class_map_option_and_the_configured_source(sources, workdir, capsys):
+    radiography = str(sources[0])
+    assert main(["inspect", radiography, "--json", "--class-map", "Lung_Opacity=Pneumonia", "--class-map", "COVID="]) == 0
+    report = json.loads(capsys.readouterr().out)["sources"][0]
+    assert report["class_map"] == {"COVID": None, "Lung_Opacity": "Pneumonia", "Normal": "Normal",
+                                   "Viral Pneumonia": "Pneumonia"}
+    assert report["images_dropped_by_class"] == {"COVID": 4}
+
+    assert main(["inspect", radiography, "--class-map", "COVID=Influenza"]) == 2
+    assert "Influenza" in capsys.readouterr().err
+
+    # A path that params.yaml names is read as the index stage will read it: with the source's class map.
+    params = tiny_params()
+    params["source"]["radiography"].update(path=radiography, class_map={"Lung_Opacity": "Normal", "Normal": None})
+    write_params(workdir, params)
+    assert main(["inspect", radiography, "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)["sources"][0]
+    assert report["images_dropped_by_class"] == {"Normal": 3}
+    assert report["class_map"]["Lung_Opacity"] == "Normal"
+    assert "source.radiography" in captured.err
+    assert main(["inspect", radiography, "--json", "--class-map", "Normal=null", "--class-map", "Lung_Opacity=null"]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"][0]["images_dropped_by_class"] == {"Normal": 3, "Lung_Opacity": 3}

@@ -73,8 +73,8 @@ def stage_definitions():
 
 
 # Stages that run another stage's entry point with other arguments.
-ENTRY_POINTS = {"generate_radiography": "generate", "crosstest": "evaluate", "shortcut_train": "train",
-                "shortcut_evaluate": "evaluate", "shortcut_crosstest": "evaluate", "shortcut_explain": "explain"}
+ENTRY_POINTS = {"generate_radiography": "generate", "crosstest": "evaluate", "probe_train": "train",
+                "probe_evaluate": "evaluate", "probe_crosstest": "evaluate", "probe_explain": "explain"}
 
 
 @pytest.mark.parametrize("name, stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
@@ -111,11 +111,12 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
     """(outputs, data inputs) of one resolved stage, as the code names them."""
     name, _, item = address.partition("@")
     if name == "generate":
-        return {Path(params["generate"]["out_dir"]), Path(params["generate"]["shortcut_dir"])}, set()
+        return {Path(params["generate"][item]["out_dir"]), Path(params["generate"][item]["shortcut_dir"])}, set()
     if name == "generate_radiography":
-        return {Path(params["generate_radiography"]["out_zip"])}, set()
+        return {Path(params["generate_radiography"][item]["out_zip"])}, set()
     if name == "index":
-        return {paths.index_dir(item), paths.source_report_file(item)}, {Path(params["source"][item]["path"])}
+        return ({paths.index_dir(item), paths.source_report_file(item), paths.source_audit_file(item)},
+                {Path(params["source"][item]["path"])})
     if name == "prepare":
         return {paths.prepared_dir(item), paths.view_report_file(item)}, {paths.index_dir(params["dataset"][item]["source"])}
     if name == "prepare_segmented":
@@ -138,24 +139,20 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
                 {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
                  paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent,
                  paths.segment_metrics_file("x").parent.parent, paths.view_report_file("x").parent,
+                 paths.source_audit_file("x").parent,
                  paths.evaluation_dir("x", "y").parent.parent, paths.evaluation_dir("x", "y", "z").parent.parent,
                  paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent})
+    # A probe stage is its grid stage over the probe's lists.
+    grid = params["probe"] if name.startswith("probe_") else params
+    name = name.removeprefix("probe_")
     if name == "crosstest":
-        model, test = next((m, t) for m in params["models"] for i, t in enumerate(params["cross_tests"])
+        model, test = next((m, t) for m in grid["models"] for i, t in enumerate(grid["cross_tests"])
                            if item == f"{m}-test{i}")
         dataset, tested_on = test["trained_on"], test["tested_on"]
         return ({paths.metrics_file(dataset, model, tested_on), paths.predictions_file(dataset, model, tested_on),
                  paths.confusion_file(dataset, model, tested_on), paths.roc_dir(dataset, model, tested_on)},
                 {paths.model_file(dataset, model), paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
-    if name.startswith("shortcut_"):
-        model, dataset, name = item, params["shortcut"]["dataset"], name.removeprefix("shortcut_")
-        if name == "crosstest":
-            tested_on = params["shortcut"]["marker_free"]
-            return ({paths.metrics_file(dataset, model, tested_on), paths.predictions_file(dataset, model, tested_on),
-                     paths.confusion_file(dataset, model, tested_on), paths.roc_dir(dataset, model, tested_on)},
-                    {paths.model_file(dataset, model), paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
-    else:
-        model, dataset = next((m, d) for m in params["models"] for d in params["datasets"] if item == f"{m}-{d}")
+    model, dataset = next((m, d) for m in grid["models"] for d in grid["datasets"] if item == f"{m}-{d}")
     if name == "train":
         return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
                  paths.train_curves_dir(dataset, model)},
@@ -173,12 +170,14 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
 def test_declared_outputs_are_the_paths_the_code_writes():
     params = default_params()
     stages = resolved_stages()
-    runs = len(params["models"]) * len(params["datasets"])
+    probe = params["probe"]
+    runs = len(params["models"]) * len(params["datasets"]) + len(probe["models"]) * len(probe["datasets"])
+    cross = len(params["models"]) * len(params["cross_tests"]) + len(probe["models"]) * len(probe["cross_tests"])
     segment = (1 + len(params["segment"]["train_on"]) + 2 * len(params["segment"]["evaluate_on"])
                + len(params["segmented_dataset"]))
-    assert len(stages) == (2 + len(params["source"]) + len(params["dataset"]) + 3 * runs
-                           + len(params["models"]) * len(params["cross_tests"]) + 1 + segment
-                           + 4 * len(params["shortcut"]["models"]))
+    generators = len(params["generate"]) + len(params["generate_radiography"])
+    assert len(stages) == (generators + len(params["source"]) + len(params["dataset"]) + 3 * runs + cross + 1
+                           + segment)
     for address, (outs, deps) in stages.items():
         expected_outs, expected_inputs = expected_paths(address, params)
         assert {Path(p) for p in outs} == expected_outs, address

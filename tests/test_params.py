@@ -7,24 +7,14 @@ import sys
 
 import pytest
 
-from cxr.data.params import DatasetParams, IndexParams, PrepareParams, SourceParams
-from cxr.metrics.params import CrossTests, EvaluateParams
-from cxr.models.params import ModelParams
-from cxr.params import Classes, Device, Names, ParamsError, Workers, load_params
-from cxr.synthetic.params import GenerateParams, RadiographyParams
-from cxr.training.params import TrainParams
+from cxr.cli.check import section_schemas
+from cxr.params import Classes, ParamsError, load_params
 from tests.conftest import REPO, default_params, tiny_params, write_params
 
 
 def every_section(params: dict) -> dict:
-    """The schema of every key of params.yaml, as the stages together read them."""
-    schemas = {"classes": Classes, "datasets": Names, "models": Names, "device": Device, "workers": Workers,
-               "generate": GenerateParams, "generate_radiography": RadiographyParams, "index": IndexParams,
-               "prepare": PrepareParams, "train": TrainParams, "evaluate": EvaluateParams, "cross_tests": CrossTests}
-    schemas |= {f"source.{name}": SourceParams for name in params["source"]}
-    schemas |= {f"dataset.{name}": DatasetParams for name in params["dataset"]}
-    schemas |= {f"model.{name}": ModelParams for name in params["models"]}
-    return schemas
+    """The schema of every key of params.yaml, as the stages together read them (what `cxr check` validates)."""
+    return section_schemas(params)
 
 
 def test_repository_params_are_valid():
@@ -32,6 +22,7 @@ def test_repository_params_are_valid():
     values = load_params(every_section(params), REPO / "params.yaml")
     assert values["models"] == ["resnet18", "resnet34", "densenet161", "inception_v3"]
     assert {values[f"dataset.{name}"].view for name in values["datasets"]} == {"full", "lungs"}
+    assert values["probe"].datasets == ["outside", "shortcut_full"] and values["dataset.outside"].view == "outside"
     # Both trained datasets are views of one source, so they share its split.
     assert len({values[f"dataset.{name}"].source for name in values["datasets"]}) == 1
 
@@ -140,21 +131,22 @@ def _stage(workdir, *args: str) -> subprocess.CompletedProcess:
 def test_stage_stops_before_any_work(workdir):
     """A stage given bad params exits with the message and writes nothing."""
     params = tiny_params()
-    params["generate"]["images_per_class"] = 0
+    params["generate"]["synthetic"]["images_per_class"] = 0
     write_params(workdir, params)
-    result = _stage(workdir, "generate.py")
+    result = _stage(workdir, "generate.py", "--name", "synthetic")
     assert result.returncode == 1
-    assert "error: params.yaml is invalid:\n  - generate.images_per_class: Input should be greater than or equal to 1" \
+    assert ("error: params.yaml is invalid:\n  - generate.synthetic.images_per_class: Input should be greater than or "
+            "equal to 1") \
         in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
 
 
 def test_a_typo_in_one_stage_section_does_not_stop_another_stage(workdir):
-    params = tiny_params(**{"generate.images_per_class": 4})
+    params = tiny_params(**{"generate.synthetic.images_per_class": 4})
     params["train"]["epoch"] = 3  # train's problem, not generate's
     write_params(workdir, params)
-    assert _stage(workdir, "generate.py").returncode == 0
+    assert _stage(workdir, "generate.py", "--name", "synthetic").returncode == 0
     result = _stage(workdir, "train.py", "--model", "resnet18", "--dataset", "full")
     assert result.returncode == 1 and "train.epoch: Extra inputs are not permitted" in result.stderr
 

@@ -7,10 +7,7 @@ dependencies and params, not from its log text.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,14 @@ import pytest
 import yaml
 
 from cxr.paths import metrics_file
-from tests.conftest import REPO, tiny_params, write_params
+from tests.conftest import (
+    baseline_repo,
+    changed_stages,
+    dvc_in,
+    run_in,
+    tiny_params,
+    write_params,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -27,47 +31,6 @@ CHROMIUM = "/usr/bin/chromium"
 # Headless, and none of the background traffic (updates, sync, field trials) a fresh profile starts.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-default-apps"]
-PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
-
-
-def _run(repo: Path, *command: str) -> str:
-    # The copy's own src/ comes first on the path, so its stages run its library, not the installed one.
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               PYTHONPATH=str(repo / "src"),
-               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def _dvc(repo: Path, *args: str) -> str:
-    return _run(repo, sys.executable, "-m", "dvc", *args)
-
-
-def changed_stages(repo: Path) -> set[str]:
-    return set(json.loads(_dvc(repo, "status", "--json")))
-
-
-def copy_pipeline(target: Path) -> None:
-    for name in PIPELINE_FILES:
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / name, target / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-
-
-def baseline_repo(repo: Path, params: dict) -> Path:
-    """A git repository at `repo` with the pipeline and `params`, reproduced and committed."""
-    copy_pipeline(repo)
-    write_params(repo, params)
-    _run(repo, "git", "init", "-q")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "commit", "-qm", "tiny pipeline")
-    _dvc(repo, "repro")
-    _run(repo, "git", "add", "-A")
-    _run(repo, "git", "commit", "-qm", "baseline run")
-    return repo
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +76,25 @@ def test_repro_builds_every_run_and_the_report(pipeline_repo):
     assert view["segmenter_mask_checks"]["masks"] == view["images_kept"]
     by_model = [line for line in lines if line.startswith(tuple(f"| {m} | " for m in params["models"]))]
     assert sum(line.count("|") == 7 for line in by_model) == len(params["models"])  # the cascade's rows
-    shortcut = params["shortcut"]
-    assert sum(line.count("|") == 6 for line in by_model) == len(shortcut["models"]) == 1  # the shortcut experiment's
-    for model in shortcut["models"]:
+    shortcut, probe = params["shortcut"], params["probe"]
+    shortcut_rows = [line for line in by_model if line.count("|") == 6 and "(outside)" not in line]
+    assert len(shortcut_rows) == len(probe["models"]) == 1  # the shortcut experiment's
+    for model in probe["models"]:
         for tested_on in (None, shortcut["marker_free"]):
             marked = json.loads((repo / metrics_file(shortcut["dataset"], model, tested_on)).read_text())
             assert 0 <= marked["accuracy"] <= 1
-        assert (repo / "metrics" / "explain" / shortcut["dataset"] / f"{model}.json").is_file()
+        for dataset in probe["datasets"]:
+            assert (repo / "metrics" / "explain" / dataset / f"{model}.json").is_file()
+    # The shortcut audit: a row per source the trained datasets and probes read, and the outside probe beside the
+    # same model's full and lungs runs.
+    assert sum(line.startswith(("| synthetic |", "| synthetic_shortcut |")) and line.count("|") == 8
+               for line in lines) == 2
+    assert any(line.startswith("| resnet18 | synthetic | ") and "(outside)" in line for line in lines)
+    for source in ("synthetic", "synthetic_shortcut", "radiography"):
+        audit = json.loads((repo / "metrics" / "data" / f"{source}.json").read_text())
+        assert 0 <= audit["baseline_accuracy"] <= 1
     assert changed_stages(repo) == set()
-    shown = json.loads(_dvc(repo, "metrics", "show", "--json"))
+    shown = json.loads(dvc_in(repo, "metrics", "show", "--json"))
     metrics = shown[""]["data"]["metrics/classify/lungs/inception_v3.json"]["data"]
     assert 0 <= metrics["macro_f1"] <= 1
     cross = shown[""]["data"]["metrics/cross/lungs-on-radiography_lungs/inception_v3.json"]["data"]
@@ -138,7 +111,7 @@ def test_stages_write_exactly_their_declared_outputs(pipeline_repo):
     with Repo(str(repo)) as dvc_repo:
         outs = {Path(out.def_path) for stage in dvc_repo.index.stages for out in stage.outs}
     assert all((repo / out).exists() for out in outs)
-    tracked_before_run = set(_run(repo, "git", "ls-tree", "-r", "--name-only", "HEAD~1").split())
+    tracked_before_run = set(run_in(repo, "git", "ls-tree", "-r", "--name-only", "HEAD~1").split())
     made = {path.relative_to(repo) for path in repo.rglob("*") if path.is_file()
             and path.relative_to(repo).parts[0] not in (".git", ".dvc")
             and "__pycache__" not in path.parts and path.name not in ("dvc.lock", ".gitignore")}
@@ -150,7 +123,7 @@ def test_stages_write_exactly_their_declared_outputs(pipeline_repo):
 def test_second_repro_runs_nothing(pipeline_repo):
     assert changed_stages(pipeline_repo) == set()
     lock = (pipeline_repo / "dvc.lock").read_text()
-    _dvc(pipeline_repo, "repro")
+    dvc_in(pipeline_repo, "repro")
     assert (pipeline_repo / "dvc.lock").read_text() == lock
 
 
@@ -160,7 +133,7 @@ def test_predict_runs_the_cascade_as_the_crosstest_scored_it(pipeline_repo):
     repo = pipeline_repo
     scored = pd.read_csv(repo / "reports/cross/lungs-on-lungs_segmented/resnet18/predictions.csv")
     films = [f"data/raw/synthetic/{name}" for name in scored["name"]]
-    result = json.loads(_run(repo, "cxr", "predict", *films, "--model", "resnet18-lungs", "--json"))
+    result = json.loads(run_in(repo, "cxr", "predict", *films, "--model", "resnet18-lungs", "--json"))
     assert result["view"] == "lungs" and not result["failed"]
     columns = [c for c in scored.columns if c.startswith("p_")]
     for prediction, (_, row) in zip(result["predictions"], scored.iterrows(), strict=True):
@@ -234,13 +207,15 @@ def test_editing_evaluate_params_invalidates_only_evaluate(pipeline_repo):
                                            for i in range(len(params["cross_tests"]))}
                                         | {f"segment_{s}@{d}" for s in ("evaluate", "explain")
                                            for d in params["segment"]["evaluate_on"]}
-                                        | {f"shortcut_{s}@{m}" for s in ("evaluate", "crosstest", "explain")
-                                           for m in params["shortcut"]["models"]})
+                                        | {f"probe_{s}@{m}-{d}" for s in ("evaluate", "explain")
+                                           for m in params["probe"]["models"] for d in params["probe"]["datasets"]}
+                                        | {f"probe_crosstest@{m}-test{i}" for m in params["probe"]["models"]
+                                           for i in range(len(params["probe"]["cross_tests"]))})
         _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
         # The report prints the level in its table, so it reads that one key too.
         assert "report" in changed_stages(repo)
     finally:
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
 
 
 def test_adding_a_params_section_and_a_library_module_invalidates_nothing(pipeline_repo):
@@ -253,25 +228,27 @@ def test_adding_a_params_section_and_a_library_module_invalidates_nothing(pipeli
         assert changed_stages(repo) == set()
     finally:
         shutil.rmtree(repo / "src" / "cxr" / "calibrate")
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
 
 
 def test_changing_one_model_param_reruns_only_that_model(pipeline_repo):
     repo = pipeline_repo
     _edit_params(repo, lambda p: p["model"]["resnet18"].update(lr=0.002))
     # The report too: its model cards print each model's params.
-    assert changed_stages(repo) == {"train@resnet18-full", "train@resnet18-lungs", "shortcut_train@resnet18", "report"}
-    _run(repo, "git", "checkout", "params.yaml")
+    assert changed_stages(repo) == {"train@resnet18-full", "train@resnet18-lungs", "probe_train@resnet18-outside",
+                                    "probe_train@resnet18-shortcut_full", "report"}
+    run_in(repo, "git", "checkout", "params.yaml")
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    _dvc(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
+    dvc_in(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
     lock_after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     moved = {name for name in lock_after if lock_after[name] != lock_before[name]}
     allowed = {"train@resnet18-full", "train@resnet18-lungs", "evaluate@resnet18-full", "evaluate@resnet18-lungs",
                "crosstest@resnet18-test0", "crosstest@resnet18-test1", "crosstest@resnet18-test2",
-               "explain@resnet18-full", "explain@resnet18-lungs", "shortcut_train@resnet18", "shortcut_evaluate@resnet18",
-               "shortcut_crosstest@resnet18", "shortcut_explain@resnet18", "report"}
+               "explain@resnet18-full", "explain@resnet18-lungs", "report",
+               *(f"probe_{s}@resnet18-{d}" for s in ("train", "evaluate", "explain") for d in ("outside", "shortcut_full")),
+               "probe_crosstest@resnet18-test0"}
     assert {"train@resnet18-full", "train@resnet18-lungs"} <= moved <= allowed
-    shown = json.loads(_dvc(repo, "exp", "show", "--json"))
+    shown = json.loads(dvc_in(repo, "exp", "show", "--json"))
     assert "0.002" in json.dumps(shown)
 
 
@@ -282,7 +259,7 @@ def test_the_pr_report_shows_what_a_params_change_moved(pipeline_repo, tmp_path,
 
     repo = pipeline_repo
     if yaml.safe_load((repo / "params.yaml").read_text())["model"]["resnet18"]["lr"] != 0.002:
-        _dvc(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
+        dvc_in(repo, "exp", "run", "-S", "model.resnet18.lr=0.002")
     monkeypatch.chdir(repo)
     assert main(["pr-report", "--base", "HEAD", "--out", str(tmp_path / "pr")]) == 0
     report = (tmp_path / "pr" / "report.md").read_text()
@@ -308,39 +285,39 @@ def test_data_params_invalidate_only_their_source_or_view(pipeline_repo):
     """A source's settings re-index that source only; a view's settings rebuild views, not indexes."""
     repo = pipeline_repo
     # An earlier test's experiment may have left its workspace changes: count only what each edit adds.
-    _run(repo, "git", "checkout", "params.yaml")
+    run_in(repo, "git", "checkout", "params.yaml")
     before = changed_stages(repo)
     try:
         _edit_params(repo, lambda p: p["source"]["radiography"].update(class_map={"Lung_Opacity": "Pneumonia"}))
         assert changed_stages(repo) - before == {"index@radiography"}
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["dataset"]["radiography_lungs"].update(view="full"))
         assert changed_stages(repo) - before == {"prepare@radiography_lungs"}
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["prepare"].update(lung_margin=0.1))
         assert changed_stages(repo) - before == ({f"prepare@{name}" for name in tiny_params()["dataset"]}
                                                  | {f"prepare_segmented@{name}" for name in tiny_params()["segmented_dataset"]})
     finally:
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
 
 
 def test_segment_params_invalidate_only_the_segmentation_stages_that_read_them(pipeline_repo):
     repo = pipeline_repo
-    _run(repo, "git", "checkout", "params.yaml")
+    run_in(repo, "git", "checkout", "params.yaml")
     before = changed_stages(repo)
     exported, evaluated = tiny_params()["segment"]["train_on"], tiny_params()["segment"]["evaluate_on"]
     try:
         _edit_params(repo, lambda p: p["segment"]["train"].update(epochs=2))
         assert changed_stages(repo) - before == {"segment_train"}
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["segment"].update(label_mode="diagnosis"))
         assert changed_stages(repo) - before == {"segment_train"} | {f"segment_export@{d}" for d in exported}
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["segment"].update(confidence=0.5))
         assert changed_stages(repo) - before == ({f"segment_{s}@{d}" for s in ("evaluate", "explain") for d in evaluated}
                                                  | {"prepare_segmented@lungs_segmented"})
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")
         _edit_params(repo, lambda p: p["segment"].update(gallery=3))
         assert changed_stages(repo) - before == {f"segment_explain@{d}" for d in evaluated}
     finally:
-        _run(repo, "git", "checkout", "params.yaml")
+        run_in(repo, "git", "checkout", "params.yaml")

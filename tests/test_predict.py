@@ -1,11 +1,13 @@
 """`cxr predict` on PNG, JPEG and DICOM files: the probabilities evaluate scored for the same films, per-file
-errors that leave the other files predicted, models by registry name, and the explanation figures."""
+errors that leave the other files predicted, models by registry name, and the explanation figures; datasets
+in a known layout (their films only), abstentions on films that fail the checks, and strict JSON."""
 
 from __future__ import annotations
 
 import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_raw: Path) -> Path:
         (_as_jpeg, _as_dicom, lambda path: None)[k % 3](film)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        write_params(root, tiny_params(**{"generate.images_per_class": 12}))
+        write_params(root, tiny_params(**{"generate.synthetic.images_per_class": 12}))
         for name, args in (("index", ["--source", "synthetic"]), ("prepare", ["--dataset", "full"]),
                            ("train", ["--model", "resnet18", "--dataset", "full"]),
                            ("evaluate", ["--model", "resnet18", "--dataset", "full"])):
@@ -51,11 +53,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_raw: Path) -> Path:
     return root
 
 
+def _strict(constant: str):
+    raise AssertionError(f"{constant} in the JSON: not strict JSON")
+
+
 def _predict(capsys, *args: str) -> tuple[int, dict]:
     code = cxr(["predict", *args, "--json"])
     captured = capsys.readouterr()
     # Every failed file is also named on stderr, with its reason.
-    result = json.loads(captured.out)
+    result = json.loads(captured.out, parse_constant=_strict)
     assert [line for line in captured.err.splitlines() if line.startswith("error: ")] == \
         [f"error: {f['file']}: {f['reason']}" for f in result["failed"]]
     return code, result
@@ -110,7 +116,7 @@ def test_the_table_and_the_explanation_figures(trained, monkeypatch, capsys, tmp
     film = sorted(Path("data/raw/synthetic/COVID-19/images").glob("*.png"))[0]
     assert cxr(["predict", str(film), "--model", "models/full/resnet18.pt", "--explain", str(tmp_path / "maps")]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["file", "predicted", "p(COVID-19)", "p(Pneumonia)", "p(Normal)", "lungs"]
+    assert table[0].split() == ["file", "predicted", "p(COVID-19)", "p(Pneumonia)", "p(Normal)", "lungs", "note"]
     assert table[1].startswith(str(film)) and "1 predicted, 0 failed" in table[-1]
     figures = list((tmp_path / "maps").iterdir())
     assert [f.name for f in figures] == ["data_raw_synthetic_COVID-19_images_" + film.stem + ".png"]
@@ -137,3 +143,117 @@ def test_models_by_name_and_what_is_missing(trained, monkeypatch, capsys):
     assert cxr(["predict", film, "--model", "models/lungs-view.pt"]) == 2
     error = capsys.readouterr().err
     assert "models/segment/segmenter.pt not found" in error and "segment_train" in error
+
+
+def _radiography(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
+    """A tiny Radiography Database zip with its metadata sheets (one of them broken), its films and masks."""
+    from cxr.synthetic.generator import write_radiography_zip
+
+    archive = tmp_path / "radiography.zip"
+    write_radiography_zip(archive, seed=3, images_per_class=1, image_size=96, mask_size=80, progress=False)
+    with zipfile.ZipFile(archive, "a") as packed:
+        names = packed.namelist()
+        packed.writestr("COVID-19_Radiography_Dataset/COVID.metadata.csv", "FILE NAME,URL\nCOVID-1,https://x\n")
+        packed.writestr("COVID-19_Radiography_Dataset/Normal.metadata.xlsx", b"not a spreadsheet")
+    films = [f"{archive}/{n}" for n in names if "/images/" in n]
+    masks = [f"{archive}/{n}" for n in names if "/masks/" in n]
+    assert len(films) == len(masks) == 4
+    return archive, sorted(films), sorted(masks)
+
+
+def test_a_dataset_folder_or_zip_gives_its_films_only(trained, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(trained)
+    archive, films, masks = _radiography(tmp_path)
+    code, result = _predict(capsys, str(archive), "--model", "full/resnet18")
+    assert code == 0 and result["layouts"] == {str(archive): "radiography"}
+    assert [p["file"] for p in result["predictions"]] == films
+    assert all(p["predicted"] in result["classes"] for p in result["predictions"])
+    assert result["skipped_masks"] == masks and result["skipped_outside_layout"] == []
+    assert [Path(name).name for name in result["ignored"]] == ["COVID.metadata.csv", "Normal.metadata.xlsx"]
+
+    folder = tmp_path / "unpacked"
+    shutil.unpack_archive(archive, folder)
+    assert cxr(["predict", str(folder), "--model", "full/resnet18"]) == 0
+    captured = capsys.readouterr()
+    # The broken sheet is warned about on stderr, never in the answer.
+    assert "cannot read metadata" in captured.err and "cannot read metadata" not in captured.out
+    table = captured.out.splitlines()
+    expected = [f"{folder}/{film[len(str(archive)) + 1:]}" for film in films]
+    assert len(table) == len(expected) + 2 and all(row.startswith(name) for row, name in zip(table[1:-1], expected))
+    assert "4 predicted, 0 failed, 0 abstained, 2 ignored (not images), 4 lung masks skipped" in table[-1]
+    assert "radiography" in table[-1]
+
+
+def test_a_blank_film_abstains_unless_a_class_is_forced(trained, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(trained)
+    film = str(sorted(Path("data/raw/synthetic/Normal/images").glob("*.png"))[0])
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64), 17, dtype=np.uint8)).save(blank)
+    code, result = _predict(capsys, film, str(blank), "--model", "full/resnet18")
+    assert code == 0, "an abstention is no failure"
+    good, abstained = result["predictions"]
+    assert good["predicted"] in result["classes"] and good["abstained"] is None
+    assert abstained["predicted"] is None and abstained["probabilities"] is None
+    assert abstained["abstained"] == "constant image (every pixel 17): no X-ray to classify"
+    assert sum(abstained["unreliable_probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+    assert cxr(["predict", film, str(blank), "--model", "full/resnet18"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:5] == [str(blank), "ABSTAIN", "-", "-", "-"] and "abstained: constant image" in " ".join(row)
+
+    code, forced = _predict(capsys, str(blank), "--model", "full/resnet18", "--force-class")
+    [prediction] = forced["predictions"]
+    assert code == 0 and prediction["abstained"] is None and prediction["predicted"] in forced["classes"]
+    assert prediction["probabilities"] == abstained["unreliable_probabilities"]
+    assert prediction["notes"] == [abstained["abstained"]]
+
+
+def test_a_lungs_model_abstains_when_the_segmenter_finds_no_lungs(trained, monkeypatch, capsys, tmp_path):
+    """The cascade on a film whose mask fails the anatomical checks; the same film with two lungs is classified."""
+    from cxr.predict.run import Segmenter
+
+    monkeypatch.chdir(trained)
+    saved = torch.load("models/full/resnet18.pt", weights_only=True)
+    saved["meta"]["preprocessing"]["view"] = "lungs"
+    torch.save(saved, tmp_path / "lungs-view.pt")
+    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, path, confidence, device: cls(None, 64, 1, 0.25)))
+    film = str(sorted(Path("data/raw/synthetic/COVID-19/images").glob("*.png"))[0])
+    args = (film, "--model", str(tmp_path / "lungs-view.pt"))
+
+    def two_lungs(net, pixels, *settings):
+        mask = np.zeros(pixels.shape, dtype=bool)
+        height, width = pixels.shape
+        mask[height // 5:4 * height // 5, width // 6:5 * width // 12] = True
+        mask[height // 5:4 * height // 5, 7 * width // 12:5 * width // 6] = True
+        return mask
+
+    monkeypatch.setattr("cxr.segment.films.film_mask", two_lungs)
+    code, result = _predict(capsys, *args)
+    [plausible] = result["predictions"]
+    assert code == 0 and plausible["lungs"]["plausible"] and plausible["predicted"] in result["classes"]
+
+    monkeypatch.setattr("cxr.segment.films.film_mask", lambda net, pixels, *rest: np.zeros(pixels.shape, dtype=bool))
+    code, result = _predict(capsys, *args)
+    [prediction] = result["predictions"]
+    assert code == 0 and prediction["predicted"] is None and not prediction["lungs"]["plausible"]
+    assert prediction["abstained"] == "implausible lung segmentation: no lungs found"
+    code, result = _predict(capsys, *args, "--force-class")
+    [forced] = result["predictions"]
+    assert code == 0 and forced["predicted"] in result["classes"]
+    assert forced["notes"] == ["implausible lung segmentation: no lungs found"]
+
+
+def test_json_stays_strict_for_a_mix_of_good_bad_skipped_and_abstained_files(trained, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(trained)
+    archive, films, masks = _radiography(tmp_path)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((40, 50), dtype=np.uint8)).save(blank)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(Path(films[0].replace(f"{archive}/", "")).name.encode())  # a name, not an image
+    code, result = _predict(capsys, str(archive), str(blank), str(truncated), str(tmp_path / "typo.png"),
+                            "--model", "full/resnet18")
+    assert code == 1, "failed files make the exit status 1; the abstention does not"
+    assert [p["file"] for p in result["predictions"]] == [*films, str(blank)]
+    assert [p["predicted"] is None for p in result["predictions"]] == [False] * len(films) + [True]
+    assert [f["file"] for f in result["failed"]] == [str(tmp_path / "typo.png"), str(truncated)]
+    assert result["skipped_masks"] == masks and len(result["ignored"]) == 2

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy.ndimage import binary_dilation
 
 from cxr.data import index
 from cxr.data.params import SplitParams
@@ -329,3 +330,36 @@ def test_lungs_view_of_an_empty_mask_is_black():
     image, mask = make_view(film, np.zeros(film.shape, dtype=bool), "lungs", 32, margin=0.05)
     assert image.shape == mask.shape == (32, 32)
     assert not image.any() and not mask.any()
+
+
+def test_outside_view_is_the_full_view_with_the_lungs_blacked_out():
+    image = np.full((100, 120), 200, dtype=np.uint8)
+    image[:, :10] = 90
+    mask = np.zeros((100, 120), dtype=bool)
+    mask[20:60, 30:50] = True
+    mask[25:70, 70:95] = True
+    image[mask] = 60
+    full, full_mask = make_view(image, mask, "full", 64, margin=0.1)
+    outside, outside_mask = make_view(image, mask, "outside", 64, margin=0.1)
+    assert (outside_mask == full_mask).all(), "the mask still marks where the lungs were (for the explanations)"
+    assert (outside[outside_mask] == 0).all() and (full[full_mask] > 0).all()
+    # Away from the lung border, everything else is the full view's pixels.
+    far = ~binary_dilation(full_mask, iterations=2)
+    assert np.array_equal(outside[far], full[far])
+    assert not (outside[outside_mask | ~far] == 60).any(), "no lung pixel blends in at the border"
+
+
+def test_outside_view_skips_images_without_a_lung_mask(raw, workdir):
+    (raw / "Normal" / "masks" / sorted((raw / "Normal" / "masks").iterdir())[0].name).unlink()
+    params = tiny_params()
+    params["dataset"]["outside"] = {"source": "synthetic", "view": "outside"}
+    write_params(workdir, params)
+    run_stage("index", "--source", "synthetic")
+    run_stage("prepare", "--dataset", "full")
+    run_stage("prepare", "--dataset", "outside")
+    full, outside = _names("full"), _names("outside")
+    assert len(outside) == len(full) - 1 and all(full[name] == split for name, split in outside.items())
+    report = json.loads(view_report_file("outside").read_text())
+    assert report["view"] == "outside" and report["skipped_by_reason"] == {"missing": 1}
+    arrays = SplitArrays.load(split_dir("outside", "test"))
+    assert (np.asarray(arrays.images)[np.asarray(arrays.masks)] == 0).all()

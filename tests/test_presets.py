@@ -1,16 +1,24 @@
-"""`cxr preset`: one command switches params.yaml to a documented preset, keeping its comments and validity."""
+"""`cxr preset` and `cxr check`: one command switches params.yaml to a documented preset, changing only the keys
+it sets, and what results is a whole pipeline: every name one section gives another exists and is used."""
 
 from __future__ import annotations
 
+import difflib
+import json
 import shutil
+import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
 
 from cxr import cli
+from cxr.cli.check import check_params, section_schemas
 from cxr.params import load_params
-from tests.conftest import REPO
-from tests.test_params import every_section
+from tests.conftest import REPO, copy_pipeline, dvc_in, run_in
+
+PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yaml"))
+KAGGLE_ZIP = "data/raw/COVID-19_Radiography_Dataset.zip"
 
 
 @pytest.fixture
@@ -20,7 +28,18 @@ def checkout(workdir):
     return workdir
 
 
+def changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
+    """(removed, added) lines of a line-by-line diff."""
+    diff = list(difflib.ndiff(before.splitlines(), after.splitlines()))
+    return [line[2:] for line in diff if line.startswith("- ")], [line[2:] for line in diff if line.startswith("+ ")]
+
+
+def test_the_default_params_are_a_whole_pipeline():
+    assert check_params(REPO / "params.yaml") == []
+
+
 def test_study_preset_sets_the_studys_settings_on_the_radiography_database(checkout, capsys):
+    before = (checkout / "params.yaml").read_text()
     assert cli.main(["preset", "study"]) == 0
     text = (checkout / "params.yaml").read_text()
     params = yaml.safe_load(text)
@@ -29,34 +48,178 @@ def test_study_preset_sets_the_studys_settings_on_the_radiography_database(check
         assert entry["image_size"] == (299 if name == "inception_v3" else 224)
         assert entry["weights"] == "imagenet" and entry["lr"] == pytest.approx(1e-3)
     assert params["train"]["epochs"] == 5 and params["prepare"]["image_size"] == 299
-    # From its base preset: both views of the downloaded Radiography Database, nothing synthetic trained on.
-    assert params["source"] == {"radiography": {"path": "data/raw/COVID-19_Radiography_Dataset.zip", "layout": "radiography",
-                                                "class_map": {}, "patient_id_pattern": None, "own_split": False}}
-    assert {name: entry["source"] for name, entry in params["dataset"].items()} == {"full": "radiography",
-                                                                                   "lungs": "radiography"}
-    assert params["cross_tests"] == []
-    # Round trip: comments and untouched keys survive, and every stage's keys still validate.
-    assert "# Every knob of the pipeline." in text and "# anatomy is not mirror-symmetric" in text
-    assert params["evaluate"] == yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
-    load_params(every_section(params), checkout / "params.yaml")
-    assert "applied preset study" in capsys.readouterr().out
+    # From its base preset: the downloaded Radiography Database, its three views, the cascade and the outside probe.
+    assert params["source"] == {"radiography": {"path": KAGGLE_ZIP, "layout": "radiography", "class_map": {},
+                                                "patient_id_pattern": None, "own_split": False}}
+    assert {name: (entry["source"], entry["view"]) for name, entry in params["dataset"].items()} == {
+        "full": ("radiography", "full"), "lungs": ("radiography", "lungs"), "outside": ("radiography", "outside")}
+    assert params["cross_tests"] == [{"trained_on": "lungs", "tested_on": "lungs_segmented"}]
+    assert params["probe"] == {"models": ["resnet18"], "datasets": ["outside"], "cross_tests": []}
+    # Nothing synthetic is left to generate, and the marked-twin experiment is gone with its source.
+    assert params["generate"] == {} and params["generate_radiography"] == {} and params["shortcut"] is None
+    load_params(section_schemas(params), checkout / "params.yaml")
+    assert check_params(checkout / "params.yaml") == [
+        f"  - source.radiography.path: {KAGGLE_ZIP} does not exist: download it there and `dvc add {KAGGLE_ZIP}`, "
+        f"or point the path at your copy"]
+    # Each changed key is named, and the lines of every other key are as they were.
+    out = capsys.readouterr().out
+    assert "applied preset study" in out and "  train.epochs: 5" in out and "  generate: dropped" in out
+    removed, added = changed_lines(before, text)
+    untouched = [line for line in before.splitlines() if line not in removed]
+    assert "# Every knob of the pipeline." in text and "    horizontal_flip: false  # anatomy is not mirror-symmetric (heart on the left)" in text
+    assert "  weight_decay: 1.0e-4" in untouched and "    lr: 1.0e-3" in untouched, "number spelling kept"
+    assert "  scale: [0.9, 1.1]" not in removed and "segment:" in untouched
+    assert "  epochs: 5" in added and "  epochs: 3" in removed
+    # The inline comment of a changed key stays, in its column.
+    assert "  image_size: 299           # stored square size; models resize from it to their own input size" in added
 
 
-def test_set_overrides_a_preset_key_and_bad_input_is_refused(checkout, capsys):
-    folder = "data/raw/COVID-19_Radiography_Dataset"
-    assert cli.main(["preset", "radiography", "--set", f"source.radiography.path={folder}",
-                     "--set", "train.epochs=4"]) == 0
-    params = yaml.safe_load((checkout / "params.yaml").read_text())
-    assert params["source"]["radiography"]["path"] == folder and params["train"]["epochs"] == 4
+def test_a_preset_changes_only_the_lines_of_the_keys_it_sets(checkout, capsys):
+    before = (checkout / "params.yaml").read_text()
+    assert cli.main(["preset", "radiography", "--set", "train.epochs=4", "--set", "model.resnet18.lr=2.0e-3"]) == 0
+    after = (checkout / "params.yaml").read_text()
+    removed, added = changed_lines(before, after)
+    sections = {"generate", "generate_radiography", "source", "dataset", "segmented_dataset", "probe", "shortcut",
+                "cross_tests", "train", "model"}
+    # Every removed or added line lies inside one of the sections the preset and --set name.
+    owner, owners = None, set()
+    for line in after.splitlines() + before.splitlines():
+        if line and not line.startswith((" ", "#")):
+            owner = line.split(":")[0]
+        if (line in added or line in removed) and line.strip():
+            owners.add(owner)
+    assert owners <= sections, owners - sections
+    assert "  epochs: 4" in added and "    lr: 0.002" in added
+    assert sum(line.startswith("    lr: ") for line in removed) == 1, "only resnet18's lr moved"
+    # The probe's models line was not named, so it is not rewritten.
+    assert "  models: [resnet18]" not in removed
+
+
+def test_unknown_keys_are_refused_with_the_nearest_valid_one(checkout, capsys):
     before = (checkout / "params.yaml").read_bytes()
+    for setting, expected in [("train.epochz=3", "unknown key 'train.epochz'; did you mean 'train.epochs'?"),
+                              ("modle.resnet18.lr=1", "unknown key 'modle.resnet18.lr'; did you mean 'model'?"),
+                              ("train.epochs", "expected KEY=VALUE"),
+                              ("train.epochs=[3", "the value is not valid YAML")]:
+        assert cli.main(["preset", "radiography", "--set", setting]) == 2
+        assert expected in capsys.readouterr().err, setting
+    (checkout / "presets" / "typo.yaml").write_text("# A preset with a typo\ntrain.batchsize: 8\n")
+    assert cli.main(["preset", "typo"]) == 2
+    assert "unknown key 'train.batchsize'; did you mean 'train.batch_size'?" in capsys.readouterr().err
     assert cli.main(["preset", "nih"]) == 2
-    error = capsys.readouterr().err
-    assert "no preset 'nih'" in error and "radiography, study" in error
-    assert cli.main(["preset", "study", "--set", "train.epochs"]) == 2
+    assert "no preset 'nih'" in capsys.readouterr().err
     assert (checkout / "params.yaml").read_bytes() == before, "a refused preset leaves params.yaml alone"
+
+
+def test_a_preset_that_would_break_the_pipeline_is_refused(checkout, capsys):
+    before = (checkout / "params.yaml").read_bytes()
+    # Valid on its own, but the dataset names a source the preset removed.
+    assert cli.main(["preset", "radiography", "--set", "dataset.outside.source=synthetic"]) == 2
+    error = capsys.readouterr().err
+    assert "params.yaml is unchanged" in error
+    assert "dataset.outside.source: no source 'synthetic' (sources: radiography)" in error
+    assert cli.main(["preset", "radiography", "--set", "train.epochs=-5"]) == 2
+    assert "train.epochs: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert (checkout / "params.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda p: p["dataset"]["lungs"].update(source="kermany"), "dataset.lungs.source: no source 'kermany'"),
+    (lambda p: p["cross_tests"].append({"trained_on": "full", "tested_on": "nih"}), "cross_tests.3.tested_on: no dataset 'nih'"),
+    (lambda p: p["cross_tests"].append({"trained_on": "full", "tested_on": "radiography_lungs"}),
+     "cross_tests.3: 'full' is a full view, 'radiography_lungs' a lungs view"),
+    (lambda p: p["probe"].update(datasets=["outside"], cross_tests=[]),
+     "shortcut.dataset: 'shortcut_full' is not in probe.datasets"),
+    (lambda p: p["dataset"].update(extra={"source": "synthetic", "view": "full"}), "dataset.extra: is used by no training"),
+    (lambda p: p["segment"].update(train_on=["outside"]), "segment.train_on: 'outside' is an outside view"),
+    (lambda p: p.update(shortcut=None, probe={"models": [], "datasets": [], "cross_tests": []}, cross_tests=[]),
+     "generate_radiography.radiography: writes data/raw/synthetic-radiography.zip, which no source in use reads"),
+])
+def test_check_names_each_broken_link(tmp_path, change, expected):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    change(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert any(expected in line for line in check_params(tmp_path / "params.yaml")), check_params(tmp_path / "params.yaml")
 
 
 def test_listing_names_every_preset(checkout, capsys):
     assert cli.main(["preset"]) == 0
     listed = capsys.readouterr().out
-    assert {line.split(":")[0] for line in listed.splitlines()} == {p.stem for p in (REPO / "presets").glob("*.yaml")}
+    assert {line.split(":")[0] for line in listed.splitlines()} == set(PRESETS)
+
+
+def write_kaggle_standin(path: Path) -> None:
+    """A tiny download in the Kaggle COVID-19 Radiography Database layout, with its metadata sheet beside."""
+    from cxr.synthetic.generator import write_radiography_zip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_radiography_zip(path, seed=3, images_per_class=14, image_size=72, mask_size=64, progress=False)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("COVID-19_Radiography_Dataset/COVID.metadata.csv", "FILE NAME,FORMAT,SIZE,URL\n")
+
+
+def missing_dependencies(repo: Path) -> set[str]:
+    """Data dependencies of the resolved pipeline that neither exist nor are another stage's output (what would
+    stop `dvc repro` half-way)."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        stages = list(dvc_repo.index.stages)
+        outs = {Path(out.def_path) for stage in stages for out in stage.outs}
+        deps = {Path(dep.def_path) for stage in stages for dep in stage.deps}
+    return {str(dep) for dep in deps if not (repo / dep).exists()
+            and not any(dep == out or out in dep.parents or dep in out.parents for out in outs)}
+
+
+def test_every_preset_leaves_no_missing_dependency(tmp_path):
+    """With the download where the preset points, every stage the params name finds its inputs."""
+    copy_pipeline(tmp_path)
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    run_in(tmp_path, "git", "init", "-q")
+    (tmp_path / KAGGLE_ZIP).parent.mkdir(parents=True)
+    (tmp_path / KAGGLE_ZIP).write_bytes(b"")
+    for preset in PRESETS:
+        shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+        run_in(tmp_path, "cxr", "preset", preset)
+        assert missing_dependencies(tmp_path) == set(), preset
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    assert missing_dependencies(tmp_path) == set()
+    (tmp_path / KAGGLE_ZIP).unlink()
+    run_in(tmp_path, "cxr", "preset", "radiography")
+    assert missing_dependencies(tmp_path) == {KAGGLE_ZIP}
+
+
+# Tiny sizes and one model: the preset's shape at the cost of a test. ImageNet weights cannot be downloaded here.
+TINY = ["prepare.image_size=48", "train.epochs=1", "train.batch_size=8", "models=[resnet18]",
+        "model.resnet18.image_size=32", "model.resnet18.weights=none", "evaluate.bootstrap_resamples=100",
+        "explain.images_per_class=2", "explain.max_misclassified=2", "explain.road_percentiles=[50]",
+        "segment.train.image_size=64", "segment.train.epochs=1", "segment.train.batch_size=8", "segment.gallery=2",
+        "device=cpu"]
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, preset):
+    """The README's steps on a stand-in download: dvc add, cxr inspect, cxr preset, dvc repro; nothing synthetic
+    is generated, every stage the params name runs, and the pipeline is then up to date."""
+    repo = tmp_path
+    copy_pipeline(repo)
+    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
+    shutil.copytree(REPO / "presets", repo / "presets")
+    run_in(repo, "git", "init", "-q")
+    write_kaggle_standin(repo / KAGGLE_ZIP)
+    dvc_in(repo, "add", KAGGLE_ZIP)
+    inspected = json.loads(run_in(repo, "cxr", "inspect", KAGGLE_ZIP, "--json"))
+    assert inspected["sources"][0]["layout"] == "radiography"
+    run_in(repo, "cxr", "preset", preset, *(arg for setting in TINY for arg in ("--set", setting)))
+    run_in(repo, "cxr", "check")
+    assert missing_dependencies(repo) == set()
+    dvc_in(repo, "repro")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert not any(name.startswith("generate") for name in lock) and not (repo / "data/raw/synthetic").exists()
+    assert {"index@radiography", "probe_train@resnet18-outside", "prepare_segmented@lungs_segmented",
+            "crosstest@resnet18-test0", "report"} <= set(lock)
+    summary = (repo / "reports" / "summary.md").read_text()
+    assert "| radiography |" in summary and "| outside" in summary
+    assert json.loads(dvc_in(repo, "status", "--json")) == {}
+    assert "up to date" in dvc_in(repo, "repro")

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import one_run_params
-from tests.test_pipeline import _dvc, _run, baseline_repo, changed_stages
+from tests.conftest import baseline_repo, changed_stages, dvc_in, one_run_params, run_in
 
 pytestmark = pytest.mark.pipeline
 
@@ -73,23 +72,23 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def round_trip(origin: Path, clone: Path, remote: str, url: str, keyfile: Path | None = None) -> None:
-    _dvc(origin, "remote", "add", remote, url)
+    dvc_in(origin, "remote", "add", remote, url)
     if keyfile is not None:
-        _dvc(origin, "remote", "modify", "--local", remote, "keyfile", str(keyfile))
-    pushed = _dvc(origin, "push", "-r", remote)
+        dvc_in(origin, "remote", "modify", "--local", remote, "keyfile", str(keyfile))
+    pushed = dvc_in(origin, "push", "-r", remote)
     assert "pushed" in pushed
-    _run(origin, "git", "add", ".dvc/config")
-    _run(origin, "git", "commit", "-qm", f"remote {remote}")
+    run_in(origin, "git", "add", ".dvc/config")
+    run_in(origin, "git", "commit", "-qm", f"remote {remote}")
 
-    _run(clone.parent, "git", "clone", "-q", str(origin), clone.name)
+    run_in(clone.parent, "git", "clone", "-q", str(origin), clone.name)
     if keyfile is not None:  # a user's own key stays in the clone's .dvc/config.local, out of git
-        _dvc(clone, "remote", "modify", "--local", remote, "keyfile", str(keyfile))
+        dvc_in(clone, "remote", "modify", "--local", remote, "keyfile", str(keyfile))
     # --allow-missing: the outputs marked `push: false` are on no remote; `dvc repro` rebuilds them below.
-    _dvc(clone, "pull", "--allow-missing", "-r", remote)
+    dvc_in(clone, "pull", "--allow-missing", "-r", remote)
     # The exports are missing, and so is segment_train's input; once rebuilt, that input hashes as before.
     assert changed_stages(clone) == NOT_PUSHED | {"segment_train"}
     lock = (clone / "dvc.lock").read_text()
-    log = _dvc(clone, "repro")
+    log = dvc_in(clone, "repro")
     assert {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")} == NOT_PUSHED
     assert changed_stages(clone) == set()
     assert (clone / "dvc.lock").read_text() == lock  # the rebuilt exports hash as the pushed run's did
@@ -114,13 +113,13 @@ def test_a_model_is_fetched_by_name_from_the_registry(origin, tmp_path):
     """`dvc artifacts get` fetches one trained model from a repository by its registry name (dvc.yaml
     `artifacts:`), through the repository's remote, without its pipeline or data."""
     store = tmp_path / "registry-store"
-    _dvc(origin, "remote", "add", "registry", str(store))
-    _dvc(origin, "push", "-r", "registry")
-    _run(origin, "git", "add", ".dvc/config")
-    _run(origin, "git", "commit", "-qm", "registry remote")  # the fetch reads the remote from the tagged commit
+    dvc_in(origin, "remote", "add", "registry", str(store))
+    dvc_in(origin, "push", "-r", "registry")
+    run_in(origin, "git", "add", ".dvc/config")
+    run_in(origin, "git", "commit", "-qm", "registry remote")  # the fetch reads the remote from the tagged commit
     # A registered version is a git tag in GTO's form, <name>@v<semver>: what `gto register` writes.
-    _run(origin, "git", "tag", "-a", "resnet18-lungs@v0.1.0", "-m", "Registering resnet18-lungs v0.1.0")
+    run_in(origin, "git", "tag", "-a", "resnet18-lungs@v0.1.0", "-m", "Registering resnet18-lungs v0.1.0")
     target = tmp_path / "fetched" / "resnet18.pt"
     target.parent.mkdir()
-    _dvc(tmp_path, "artifacts", "get", str(origin), "resnet18-lungs", "--remote", "registry", "-o", str(target))
+    dvc_in(tmp_path, "artifacts", "get", str(origin), "resnet18-lungs", "--remote", "registry", "-o", str(target))
     assert target.read_bytes() == (origin / "models" / "lungs" / "resnet18.pt").read_bytes()

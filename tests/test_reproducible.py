@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import yaml
 
-from tests.conftest import REPO
-from tests.test_pipeline import _dvc, _run, copy_pipeline
+from tests.conftest import REPO, copy_pipeline, dvc_in, run_in
 
-STAGES = ["generate", "generate_radiography", "index@synthetic", "index@radiography", "prepare@full", "prepare@lungs",
+STAGES = ["generate@synthetic", "generate_radiography@radiography", "index@synthetic", "index@radiography", "prepare@full", "prepare@lungs",
           "prepare@radiography_full", "prepare@radiography_lungs"]
 
 
@@ -24,8 +23,8 @@ def test_data_stages_reproduce_the_committed_hashes(tmp_path):
     copy_pipeline(tmp_path)
     for name in ("params.yaml", "dvc.lock"):
         (tmp_path / name).write_bytes((REPO / name).read_bytes())
-    _run(tmp_path, "git", "init", "-q")
-    _dvc(tmp_path, "repro", "--single-item", *STAGES)
+    run_in(tmp_path, "git", "init", "-q")
+    dvc_in(tmp_path, "repro", "--single-item", *STAGES)
     committed = yaml.safe_load((REPO / "dvc.lock").read_text())
     reproduced = yaml.safe_load((tmp_path / "dvc.lock").read_text())
     for stage in STAGES:

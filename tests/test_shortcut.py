@@ -3,6 +3,8 @@ to the generator's twin set, whose films carry a class marker outside the lungs.
 
 Full-image models learn the marker: their maps leave the lungs and they fail on marker-free films of the
 second hospital. Lungs models cannot see it: their data is the same, so DVC does not even re-run them.
+The probes say so before any experiment: a model on the outside view (lungs blacked out) and the metadata-only
+baseline are near chance on the clean films and near 1.0 on the marked twin.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_params
-from tests.test_pipeline import _dvc, baseline_repo
+from tests.conftest import baseline_repo, dvc_in, tiny_params
 
 pytestmark = pytest.mark.pipeline
 
@@ -28,11 +29,14 @@ def shortcut_params() -> dict:
     params = tiny_params()
     params["models"] = ["resnet18"]
     params["model"] = {"resnet18": {**params["model"]["resnet18"], "image_size": 64}}
-    params["generate"].update(images_per_class=100, image_size=96)
-    params["generate_radiography"].update(images_per_class=60, image_size=96, mask_size=80, gamma=1.0)
+    params["generate"]["synthetic"].update(images_per_class=100, image_size=96)
+    params["generate_radiography"]["radiography"].update(images_per_class=60, image_size=96, mask_size=80, gamma=1.0)
     params["prepare"]["image_size"] = 64
     params["train"].update(epochs=8, batch_size=16)
     params["explain"].update(images_per_class=5, max_misclassified=0)
+    # The outside probe on both sets: what is left without the lungs, with and without the marker.
+    params["dataset"]["shortcut_outside"] = {"source": "synthetic_shortcut", "view": "outside"}
+    params["probe"]["datasets"].append("shortcut_outside")
     return params
 
 
@@ -45,7 +49,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, di
     repo = baseline_repo(tmp_path_factory.mktemp("shortcut"), shortcut_params())
     baseline = _metrics(repo)
     lock_before = (repo / "dvc.lock").read_text()
-    _dvc(repo, "exp", "run", "-n", "shortcut", *EXPERIMENT)
+    dvc_in(repo, "exp", "run", "-n", "shortcut", *EXPERIMENT)
     before, after = yaml.safe_load(lock_before)["stages"], yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     moved = {name for name in after if after[name] != before.get(name)}
     return repo, baseline, _metrics(repo), moved
@@ -72,3 +76,14 @@ def test_full_models_learn_the_marker(experiment):
     # On its own (marked) test split the shortcut model looks at least as good: the trap.
     own = "metrics/classify/full/resnet18.json"
     assert shortcut[own]["accuracy"] >= baseline[own]["accuracy"]
+
+
+def test_without_the_lungs_only_the_marker_is_left_to_learn(experiment):
+    """The outside probe and the metadata-only baseline: near chance on clean films, near 1.0 on marked ones."""
+    _, baseline, _, _ = experiment
+    clean, marked = baseline["metrics/classify/outside/resnet18.json"], baseline["metrics/classify/shortcut_outside/resnet18.json"]
+    assert clean["accuracy_ci_low"] < 0.45 and clean["accuracy"] < 0.55, clean
+    assert marked["accuracy"] > 0.9, marked
+    clean_audit, marked_audit = baseline["metrics/data/synthetic.json"], baseline["metrics/data/synthetic_shortcut.json"]
+    assert clean_audit["baseline_accuracy_ci_low"] < clean_audit["chance_accuracy"] + 0.1 < 0.5, clean_audit
+    assert marked_audit["baseline_accuracy"] > 0.9, marked_audit

@@ -224,7 +224,7 @@ def test_the_twin_cannot_overwrite_the_clean_set(workdir):
         with pytest.raises(ValueError, match="shortcut_dir .* must differ from out_dir"):
             write_dataset(Path("raw"), seed=0, shortcut_dir=twin, progress=False, **PARAMS)
     assert not any(workdir.iterdir())
-    generate = tiny_params()["generate"]
+    generate = tiny_params()["generate"]["synthetic"]
     with pytest.raises(ValidationError, match="shortcut_dir .* must differ from out_dir"):
         GenerateParams(**{**generate, "shortcut_dir": generate["out_dir"]})
 
@@ -232,7 +232,7 @@ def test_the_twin_cannot_overwrite_the_clean_set(workdir):
 def test_lungs_view_of_the_twin_is_the_clean_lungs_view(workdir):
     """The markers lie outside the lungs, and the lungs view keeps the lungs only."""
     params = tiny_params()
-    generate = params["generate"]
+    generate = params["generate"]["synthetic"]
     # Planted copies too (the tiny params have none), and every film marked.
     write_dataset(Path(generate["out_dir"]), seed=generate["seed"], images_per_class=generate["images_per_class"],
                   image_size=generate["image_size"], shortcut=1.0, shortcut_dir=Path(generate["shortcut_dir"]),

@@ -134,7 +134,7 @@ def test_evaluate_refuses_a_model_trained_on_other_classes(prepared):
 
 def test_cross_dataset_test_scores_a_model_on_another_sources_test_split(prepared):
     """The model trained on `full` tested on a second hospital's zip in the Radiography Database layout."""
-    run_stage("generate", "--radiography")
+    run_stage("generate", "--radiography", "--name", "radiography")
     run_stage("index", "--source", "radiography")
     run_stage("prepare", "--dataset", "radiography_full")
     run_stage("train", "--model", "resnet18", "--dataset", "full")

@@ -29,6 +29,11 @@ def source_report_file(source: str) -> Path:
     return Path("reports/data/sources") / f"{source}.json"
 
 
+def source_audit_file(source: str) -> Path:
+    """The flat metrics of a source's shortcut audit: the metadata-only baseline beside chance, flag count."""
+    return Path("metrics/data") / f"{source}.json"
+
+
 def prepared_dir(dataset: str) -> Path:
     return Path("data/prepared") / dataset
 

@@ -2,11 +2,17 @@
 
 A model is named as in the registry (`resnet18-full`, the `artifacts` of dvc.yaml), as `<dataset>/<model>`,
 or by the path of a checkpoint. Unreadable files are reported one by one with the reason; the others are
-still predicted, and the exit status is 1 when any file could not be.
+still predicted, and the exit status is 1 when any file could not be. A film the tool's own checks call
+implausible (a constant image, a lung mask that fails the anatomical checks) gets no class unless
+--force-class: an abstention is an answer, not a failure, and leaves the exit status 0.
+
+With --json, stdout holds the JSON alone (strict: no NaN), whatever the files: progress and warnings go to
+stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -57,6 +63,31 @@ def repository_value(key: str):
 
 
 def run_predict(args) -> int:
+    stdout = sys.stdout
+    # Whatever the libraries print while films are read and classified is no part of the answer: stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        outcome = predict_inputs(args)
+    if isinstance(outcome, int):
+        return outcome
+    checkpoint, predictor, inputs, predictions, failed = outcome
+    if args.json:
+        json.dump({"model": str(checkpoint), "arch": predictor.meta["arch"], "trained_on": predictor.meta["dataset"],
+                   "view": predictor.view["view"], "classes": predictor.classes, "layouts": inputs.layouts,
+                   "predictions": [vars(p) for p in predictions],
+                   "failed": [{"file": name, "reason": reason} for name, reason in failed],
+                   "ignored": inputs.ignored, "skipped_masks": inputs.skipped_masks,
+                   "skipped_outside_layout": inputs.skipped_outside_layout}, stdout, indent=1, allow_nan=False)
+        print(file=stdout)
+    else:
+        print(prediction_table(predictions, predictor.classes), file=stdout)
+        print(summary_line(checkpoint, predictor.meta, inputs, predictions, failed), file=stdout)
+    for name, reason in failed:
+        print(f"error: {name}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def predict_inputs(args):
+    """(checkpoint, predictor, inputs, predictions, failed), or the exit status when the model cannot be used."""
     from tqdm import tqdm
 
     from cxr.models.inference import resolve_device
@@ -71,41 +102,45 @@ def run_predict(args) -> int:
         predictor = Predictor(checkpoint, resolve_device(args.device),
                               segmenter_file=args.segmenter or (None if args.no_segmenter else SEGMENTER_FILE),
                               confidence=float(repository_value("segment.confidence")), explain=explain,
-                              segmenter_optional=args.segmenter is None)
+                              segmenter_optional=args.segmenter is None, abstain=not args.force_class)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     inputs = collect_inputs(args.inputs)
     predictions, failed = [], list(inputs.missing)
-    for item in tqdm(inputs.files, desc="predict", unit="image", disable=None if len(inputs.files) > 1 else True):
+    for item in tqdm(inputs.files, desc="predict", unit="image", file=sys.stderr,
+                     disable=None if len(inputs.files) > 1 else True):
         try:
             predictions.append(predictor.predict(item.name, item.read(), args.explain))
         except (UnreadableImage, OSError) as err:
             failed.append((item.name, str(err)))
-    if args.json:
-        json.dump({"model": str(checkpoint), "arch": predictor.meta["arch"], "trained_on": predictor.meta["dataset"],
-                   "view": predictor.view["view"], "classes": predictor.classes,
-                   "predictions": [vars(p) for p in predictions],
-                   "failed": [{"file": name, "reason": reason} for name, reason in failed],
-                   "ignored": inputs.ignored}, sys.stdout, indent=1)
-        print()
-    else:
-        print(prediction_table(predictions, predictor.classes))
-        print(f"{checkpoint} ({predictor.meta['arch']}, trained on {predictor.meta['dataset']}): "
-              f"{len(predictions)} predicted, {len(failed)} failed, {len(inputs.ignored)} ignored (not images)")
-    for name, reason in failed:
-        print(f"error: {name}: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return checkpoint, predictor, inputs, predictions, failed
+
+
+def summary_line(checkpoint: Path, meta: dict, inputs, predictions: list, failed: list) -> str:
+    abstained = sum(p.predicted is None for p in predictions)
+    counts = [f"{len(predictions) - abstained} predicted", f"{len(failed)} failed", f"{abstained} abstained",
+              f"{len(inputs.ignored)} ignored (not images)"]
+    if inputs.layouts:
+        layouts = ", ".join(f"{path} ({layout})" for path, layout in inputs.layouts.items())
+        counts.append(f"{len(inputs.skipped_masks)} lung masks skipped")
+        if inputs.skipped_outside_layout:
+            counts.append(f"{len(inputs.skipped_outside_layout)} images outside the layout skipped")
+        counts.append(f"films only of the dataset layout of {layouts}")
+    return f"{checkpoint} ({meta['arch']}, trained on {meta['dataset']}): " + ", ".join(counts)
 
 
 def prediction_table(predictions: list, classes: list[str]) -> str:
-    header = ["file", "predicted", *(f"p({c})" for c in classes), "lungs"]
+    header = ["file", "predicted", *(f"p({c})" for c in classes), "lungs", "note"]
     rows = []
     for p in predictions:
         lungs = "" if p.lungs is None else ("plausible" if p.lungs["plausible"] else "IMPLAUSIBLE: " + "; ".join(p.lungs["reasons"]))
-        if p.explanation and "cam_lung_energy" in p.explanation:
+        if p.explanation and p.explanation.get("cam_lung_energy") is not None:
             lungs += f" (CAM on lungs {p.explanation['cam_lung_energy']:.2f})"
-        rows.append([p.file, p.predicted, *(f"{p.probabilities[c]:.3f}" for c in classes), lungs])
+        # An abstention shows no probabilities: they are the model's output on a film it cannot be trusted with.
+        shown = [f"{p.probabilities[c]:.3f}" if p.probabilities else "-" for c in classes]
+        note = f"abstained: {p.abstained}" if p.abstained else "; ".join(p.notes)
+        rows.append([p.file, p.predicted or "ABSTAIN", *shown, lungs, note])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])

@@ -3,7 +3,8 @@
 The index (`data/index/<source>/index.csv` and `source.json`) is what everything downstream reads:
 both views (cxr.data.prepare), the data report, `cxr inspect` and the segmentation export. Both views
 of one source therefore share one split by construction, even where one view has to skip images.
-Each row holds the MD5 of the file bytes that were read, so a view verifies it reads the same files.
+Each row holds the MD5 of the file bytes that were read, so a view verifies it reads the same files,
+and the film's statistics outside its lungs, which the shortcut audit compares (cxr.data.audit).
 
 Splits keep whole groups together: exact and near-duplicate images (a 256-bit dHash within
 `index.near_duplicate_distance` bits) and images of one patient. They are stratified by class. No
@@ -25,6 +26,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cxr.data.audit import (
+    STATISTIC_COLUMNS,
+    USABLE_MASKS,
+    baseline_flag,
+    common_sizes,
+    image_statistics,
+    metadata_baseline,
+    shortcut_flags,
+    statistics_summary,
+)
 from cxr.data.layouts import DEFAULT_PATIENT_PATTERNS, Entry, Listing, is_image_name, list_source, map_class
 from cxr.data.params import IndexParams, SourceParams, SplitParams
 from cxr.data.views import fit_mask, same_aspect
@@ -33,12 +44,9 @@ from cxr.io.images import UnreadableImage, decode_image, difference_hash, hash_d
 from cxr.io.sources import RawSource, SourceError
 from cxr.paths import SPLITS, index_dir, index_file, source_file, source_report_file
 
-# Masks a lungs view can use; the others are reasons why an image has none.
-USABLE_MASKS = ("file", "resized", "from image")
-
 COLUMNS = ("name", "raw_class", "label", "status", "detail", "split", "own_split", "group", "duplicate_group",
            "patient_id", "file_md5", "pixel_sha1", "dhash", "format", "mode", "bits", "width", "height", "border",
-           "mask", "mask_md5", "mask_status", "subtype", "source")
+           "mask", "mask_md5", "mask_status", "subtype", "source", *STATISTIC_COLUMNS)
 
 # Parallel decoding pays for its process start-up from about this many files.
 PARALLEL_FROM = 400
@@ -103,7 +111,7 @@ def build_index(name: str, params: SourceParams, index: IndexParams, classes: li
             splits = assign_splits(groups, labels, index.split, index.seed, group_keys(kept, groups))
             for row, split in zip(kept, splits):
                 row["split"] = SPLITS[split]
-    report = data_report(name, params, source, listing, classes, rows, dropped)
+    report = data_report(name, params, source, listing, classes, rows, dropped, seed=index.seed)
     return Index(rows, report)
 
 
@@ -177,40 +185,53 @@ def scan_entry(source: RawSource, entry: Entry, max_pixels: int | None) -> dict:
         image = decode_image(data, entry.name, max_pixels)
     except UnreadableImage as err:
         status = "too large" if str(err).startswith("too large") else "unreadable image"
-        return {"status": status, "detail": str(err), "file_md5": hashlib.md5(data).hexdigest()}
+        return {"status": status, "detail": naming_the_file(err, entry.name), "file_md5": hashlib.md5(data).hexdigest()}
     pixels = image.pixels
     found = {"file_md5": hashlib.md5(data).hexdigest(), "format": image.format, "mode": image.mode,
              "bits": image.bits, "height": pixels.shape[0], "width": pixels.shape[1], "border": border_pattern(pixels)}
     if pixels.min() == pixels.max():
         return {**found, "status": "constant image", "detail": f"every pixel is {pixels.min()}, no X-ray content"}
     found.update(status="ok", pixel_sha1=pixel_hash(pixels), dhash=difference_hash(pixels).tobytes().hex())
-    found.update(check_mask(source, entry, pixels, max_pixels))
+    mask_found, lungs = check_mask(source, entry, pixels, max_pixels)
+    found.update(mask_found)
+    # Here, while the film and its mask are decoded: the audit's statistics cost no second read.
+    found.update(image_statistics(pixels, lungs))
     return found
+
+
+def naming_the_file(err: Exception, name: str) -> str:
+    """An error message with the file's name where PIL names the in-memory buffer it read from."""
+    return re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", name, str(err))
 
 
 def pixel_hash(pixels: np.ndarray) -> str:
     return hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
 
 
-def check_mask(source: RawSource, entry: Entry, pixels: np.ndarray, max_pixels: int | None) -> dict:
+def check_mask(source: RawSource, entry: Entry, pixels: np.ndarray,
+               max_pixels: int | None) -> tuple[dict, np.ndarray | None]:
+    """(the mask columns of the row, the lung mask at the film's size where it is usable, else None)."""
     if entry.mask_from_image:
-        return {"mask_status": "from image" if nonblack_mask(pixels).any() else "empty"}
+        mask = nonblack_mask(pixels)
+        return ({"mask_status": "from image"}, mask) if mask.any() else ({"mask_status": "empty"}, None)
     if not entry.mask:
-        return {"mask_status": "missing"}
+        return {"mask_status": "missing"}, None
     try:
         data = source.read(entry.mask)
         mask = mask_from_pixels(decode_image(data, entry.mask, max_pixels).pixels)
     except (OSError, UnreadableImage) as err:
-        return {"mask_status": f"unreadable: {err}"}
+        return {"mask_status": f"unreadable: {naming_the_file(err, entry.mask)}"}, None
     found = {"mask_md5": hashlib.md5(data).hexdigest()}
+    status = "file"
     if mask.shape != pixels.shape:
         described = f"mask {mask.shape[1]}x{mask.shape[0]}, image {pixels.shape[1]}x{pixels.shape[0]}"
         if not same_aspect(mask.shape, pixels.shape):
             # Stretching it would put lungs where there are none.
-            return {**found, "mask_status": f"shape differs: {described}"}
-        mask = fit_mask(mask, pixels.shape)
-        return {**found, "mask_status": "resized" if mask.any() else "empty"}
-    return {**found, "mask_status": "file" if mask.any() else "empty"}
+            return {**found, "mask_status": f"shape differs: {described}"}, None
+        mask, status = fit_mask(mask, pixels.shape), "resized"
+    if not mask.any():
+        return {**found, "mask_status": "empty"}, None
+    return {**found, "mask_status": status}, mask
 
 
 def read_lung_mask(source: RawSource, row: dict, pixels: np.ndarray, max_pixels: int | None) -> np.ndarray | None:
@@ -256,7 +277,7 @@ def drop_cross_class_duplicates(rows: list[dict]) -> None:
     for same in by_pixels.values():
         if len({row["label"] for row in same}) > 1:
             for row in same:
-                others = [other["name"] for other in same if other is not row]
+                others = ", ".join(other["name"] for other in same if other is not row)
                 row.update(status="same image in several classes", detail=f"also {others}")
 
 
@@ -356,8 +377,11 @@ def group_keys(rows: list[dict], groups: np.ndarray) -> list[str]:
 # --- the data report -----------------------------------------------------------------------------------------
 
 def data_report(name: str, params: SourceParams, source: RawSource, listing: Listing, classes: list[str],
-                rows: list[dict], dropped: Counter) -> dict:
-    """What was found, kept, skipped, grouped and split, and what looks like a source shortcut."""
+                rows: list[dict], dropped: Counter, *, seed: int) -> dict:
+    """What was found, kept, skipped, grouped and split, and what looks like a source shortcut.
+
+    `seed` fixes the metadata-only baseline (cxr.data.audit), trained on the kept rows' train split.
+    """
     kept = [row for row in rows if row["status"] == "ok"]
     skipped = [row for row in rows if row["status"] != "ok"]
     splits = [split for split in SPLITS if any(row["split"] == split for row in kept)] or ["all"]
@@ -387,6 +411,7 @@ def data_report(name: str, params: SourceParams, source: RawSource, listing: Lis
         "skipped": [{"file": row["name"], "reason": row["status"], "detail": row["detail"]} for row in skipped],
         "formats": _per_class(kept, classes, lambda row: f"{row['format']} {row['mode']} {row['bits']}-bit"),
         "sizes": {label: _size_summary([row for row in kept if row["label"] == label]) for label in classes},
+        "native_sizes": _per_class(kept, classes, common_sizes(kept)),
         "borders": _per_class(kept, classes, lambda row: row["border"]),
         "lung_masks": _per_class(kept, classes, lambda row: row["mask_status"].split(":")[0]),
         "lung_mask_coverage": {label: _share([row["mask_status"] in USABLE_MASKS for row in kept if row["label"] == label])
@@ -400,8 +425,10 @@ def data_report(name: str, params: SourceParams, source: RawSource, listing: Lis
                                          if len({row["label"] for row in group}) > 1],
         "groups_crossing_own_split": [sorted(row["name"] for row in group) for group in
                                       _own_split_groups(kept).values() if len({row["own_split"] for row in group}) > 1],
-        "shortcut_flags": shortcut_flags(kept, classes),
+        "image_statistics": statistics_summary(kept, classes),
+        "metadata_baseline": metadata_baseline(kept, classes, seed),
     }
+    report["shortcut_flags"] = shortcut_flags(kept, classes) + baseline_flag(report["metadata_baseline"])
     if any(row["source"] for row in kept):
         report["sources"] = _per_class(kept, classes, lambda row: row["source"] or "(unknown)")
     if any(row["subtype"] for row in kept):
@@ -439,41 +466,3 @@ def _size_summary(rows: list[dict]) -> dict:
     heights = np.array([int(row["height"]) for row in rows])
     return {"width_min": int(widths.min()), "width_median": float(np.median(widths)), "width_max": int(widths.max()),
             "height_min": int(heights.min()), "height_median": float(np.median(heights)), "height_max": int(heights.max())}
-
-
-# A property that tells one class from the rest this well (total variation distance of the two
-# distributions, 0 = identical, 1 = disjoint) lets a model score without looking at the lungs.
-SHORTCUT_DISTANCE = 0.5
-
-
-def shortcut_flags(rows: list[dict], classes: list[str]) -> list[str]:
-    """Plain-language warnings: a class whose images differ from the others in a way no diagnosis explains."""
-    properties: dict[str, Callable[[dict], str]] = {
-        "file format": lambda row: row["format"],
-        "bit depth": lambda row: str(row["bits"]),
-        "colour mode": lambda row: row["mode"],
-        "image size": lambda row: _size_bucket(int(row["width"]), int(row["height"])),
-        "border pattern": lambda row: row["border"],
-        "source collection": lambda row: row["source"] or "(unknown)",
-    }
-    flags = []
-    for label in classes:
-        inside = [row for row in rows if row["label"] == label]
-        outside = [row for row in rows if row["label"] != label]
-        if not inside or not outside:
-            continue
-        for prop, key in properties.items():
-            a, b = Counter(map(key, inside)), Counter(map(key, outside))
-            distance = 0.5 * sum(abs(a[v] / len(inside) - b[v] / len(outside)) for v in set(a) | set(b))
-            if distance >= SHORTCUT_DISTANCE:
-                top = a.most_common(1)[0][0]
-                flags.append(f"{label}: {prop} differs from the other classes (distance {distance:.2f}; "
-                             f"{a[top] / len(inside):.0%} of {label} is {top!r} vs {b[top] / len(outside):.0%} of the rest)")
-    return flags
-
-
-def _size_bucket(width: int, height: int) -> str:
-    """Sizes rounded to powers of two-ish buckets: 299 and 300 px are the same source, 299 and 1024 are not."""
-    side = max(width, height)
-    bucket = round(2 ** (np.floor(np.log2(side) * 2) / 2))
-    return f"~{bucket}px {'portrait' if height > width * 1.05 else 'landscape' if width > height * 1.05 else 'square'}"

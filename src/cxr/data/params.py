@@ -71,7 +71,8 @@ class DatasetParams(Section):
     """One dataset a model trains or is tested on: a view of an indexed source."""
 
     source: str
-    view: Literal["full", "lungs"]
+    # full: the whole film; lungs: the lungs only; outside: the film with the lungs blacked out (a shortcut probe).
+    view: Literal["full", "lungs", "outside"]
     # An external test set: every usable image of the source goes to the test split (train and val stay
     # empty, so no model trains on it), e.g. Kermany for models trained on another collection.
     test_only: bool = False

@@ -1,8 +1,8 @@
-"""One view (full or lungs) of an indexed source, as memory-mappable split arrays.
+"""One view (full, lungs or outside) of an indexed source, as memory-mappable split arrays.
 
 The split, the class and which files are usable all come from the source's index
-(cxr.data.index), so the two views of one source share one split by construction. The lungs view
-skips images without a usable lung mask and counts them in its report; it never moves an image to
+(cxr.data.index), so the views of one source share one split by construction. The lungs and outside views
+skip images without a usable lung mask and counts them in its report; it never moves an image to
 another split. Given a `masker` (a trained segmenter's, cxr.segment.films.film_mask), the lungs view
 cuts every film out with the predicted mask instead of the source's own, and the report sums up how
 plausible those masks are.
@@ -18,7 +18,7 @@ import numpy as np
 
 from cxr.data.index import USABLE_MASKS, RawChanged, parallel_map, read_index, read_lung_mask
 from cxr.data.params import DatasetParams, PrepareParams
-from cxr.data.views import make_view
+from cxr.data.views import MASKED_VIEWS, make_view
 from cxr.io.arrays import SplitWriter
 from cxr.io.files import atomic_dir, write_json
 from cxr.io.images import decode_image
@@ -46,7 +46,7 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
     for row in rows:
         if row["status"] != "ok" or (dataset.from_split is not None and row["split"] != dataset.from_split):
             continue
-        if dataset.view == "lungs" and masker is None and row["mask_status"] not in USABLE_MASKS:
+        if dataset.view in MASKED_VIEWS and masker is None and row["mask_status"] not in USABLE_MASKS:
             skipped.append({"file": row["name"], "reason": "no usable lung mask", "detail": row["mask_status"]})
             continue
         chosen["test" if dataset.test_only else row["split"]].append(row)

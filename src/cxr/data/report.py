@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
+from cxr.data.audit import CORNER_PATCHES, OUTSIDE_LUNGS, WHOLE_FILM, baseline_line
 from cxr.data.index import Index, hashes_of, near_duplicate_pairs
 
 SHOWN = 10  # list entries printed before "... and N more"
 
 
 def summary_lines(report: dict) -> list[str]:
-    """A data report as a person reads it; `--json` gives all of it."""
+    """A data report as a person reads it, counts as plain `name count` pairs; `--json` gives all of it."""
     lines = [f"{report['source']}: {report['path']} ({report['kind']}, layout {report['layout']}"
-             + (f" under {report['root']!r}" if report["root"] else "") + ")"]
+             + (f" under {report['root']}" if report["root"] else "") + ")"]
     mapping = ", ".join(f"{raw} -> {label or 'dropped'}" for raw, label in report["class_map"].items())
     lines.append(f"  classes: {mapping}")
     dropped = report["images_dropped_by_class"]
     lines.append(f"  images: {report['images_kept']} kept, {report['images_skipped']} skipped"
-                 + (f", {sum(dropped.values())} dropped with their class {dropped}" if dropped else "")
-                 + (f"; other files: {report['files_ignored']}" if report["files_ignored"] else ""))
+                 + (f", {sum(dropped.values())} dropped with their class ({counted(dropped)})" if dropped else "")
+                 + (f"; other files: {counted(report['files_ignored'])}" if report["files_ignored"] else ""))
     for split, counts in report["counts"].items():
         lines.append(f"  {split:>5}: " + ", ".join(f"{label} {count}" for label, count in counts.items()))
     missing = [label for label in report["sizes"] if not report["sizes"][label]]
     if missing:
-        lines.append(f"  no usable images of {missing}: no model can train on this source; it can serve as an "
+        lines.append(f"  no usable images of {', '.join(missing)}: no model can train on this source; it can serve as an "
                      f"external test set (cross_tests)")
-    for title, key in (("formats", "formats"), ("borders", "borders"), ("lung masks", "lung_masks"),
-                       ("source collections", "sources"), ("subtypes", "subtypes")):
+    for title, key in (("formats", "formats"), ("native sizes", "native_sizes"), ("borders", "borders"),
+                       ("lung masks", "lung_masks"), ("source collections", "sources"), ("subtypes", "subtypes")):
         if key in report:
-            lines.append(f"  {title}: " + "; ".join(f"{label} {dict(values)}" for label, values in report[key].items()))
+            lines.append(f"  {title}: " + "; ".join(f"{label}: {counted(values) or 'none'}"
+                                                    for label, values in report[key].items()))
     for label, size in report["sizes"].items():
         if size:
             lines.append(f"  sizes {label}: width {size['width_min']}-{size['width_max']} (median {size['width_median']:g}), "
                          f"height {size['height_min']}-{size['height_max']} (median {size['height_median']:g})")
     coverage = ", ".join(f"{label} {share:.0%}" for label, share in report["lung_mask_coverage"].items() if share is not None)
     lines.append(f"  lung-mask coverage: {coverage or 'none'}")
+    lines += statistics_lines(report.get("image_statistics", {}))
     if report["skipped"]:
-        lines.append(f"  skipped by reason: {report['skipped_by_reason']}")
+        lines.append(f"  skipped by reason: {counted(report['skipped_by_reason'])}")
         lines += [f"    {entry['file']}: {entry['reason']}" + (f" ({entry['detail']})" if entry["detail"] else "")
                   for entry in report["skipped"][:SHOWN]]
         lines += _more(report["skipped"])
@@ -42,12 +45,50 @@ def summary_lines(report: dict) -> list[str]:
                  f"identical pixels, {len(report['cross_class_duplicate_groups'])} across classes; each kept in one split); "
                  f"patients {report['patients']} ({report['patients_with_several_images']} with several images); "
                  f"largest group {report['largest_split_group']}")
-    lines += [f"    across classes: {group}" for group in report["cross_class_duplicate_groups"][:SHOWN]]
+    lines += [f"    across classes: {', '.join(group)}" for group in report["cross_class_duplicate_groups"][:SHOWN]]
     if report["groups_crossing_own_split"]:
         lines.append(f"  WARNING: {len(report['groups_crossing_own_split'])} duplicate or patient groups cross the "
-                     f"source's own split (leakage if own_split is used): {report['groups_crossing_own_split'][:3]}")
+                     f"source's own split (leakage if own_split is used): "
+                     + "; ".join(", ".join(group) for group in report["groups_crossing_own_split"][:3]))
+    if "metadata_baseline" in report:
+        lines.append(f"  {baseline_line(report['metadata_baseline'])}")
     lines += [f"  SHORTCUT? {flag}" for flag in report["shortcut_flags"]]
     return lines
+
+
+def counted(values: dict) -> str:
+    """{'PNG L 8-bit': 5, 'JPEG L 8-bit': 1} -> 'PNG L 8-bit 5, JPEG L 8-bit 1'."""
+    return ", ".join(f"{value} {count}" for value, count in values.items())
+
+
+def statistics_lines(statistics: dict) -> list[str]:
+    """Per region, each class's median film: what the shortcut flags on statistics compare."""
+    lines = []
+    for region in (OUTSIDE_LUNGS, WHOLE_FILM):
+        described = []
+        for label, regions in statistics.items():
+            median = regions.get(region)
+            if median is None:
+                continue
+            quantiles = "/".join(_level(median[f"intensity_p{q}"]) for q in ("05", "50", "95"))
+            corners = " and ".join("/".join(_level(median[f"corner_{corner}_{stat}"]) for corner in CORNER_PATCHES)
+                                   for stat in ("mean", "p95"))
+            described.append(f"{label} ({median['images']}) mean {_level(median['intensity_mean'])}, "
+                             f"contrast {_level(median['intensity_std'])}, 5/50/95% {quantiles}, "
+                             f"black border {_share(median['black_border'])}, corners {corners}")
+        if described:
+            lines.append(f"  statistics {region} (median film; corners top-left/top-right/bottom-left/bottom-right, "
+                         f"mean and 95% quantile): "
+                         + "; ".join(described))
+    return lines
+
+
+def _level(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _more(entries: list) -> list[str]:

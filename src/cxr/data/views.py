@@ -1,4 +1,5 @@
-"""The two views of one X-ray: the whole film, or the lungs only (black elsewhere, cropped to the lungs).
+"""The views of one X-ray: the whole film, the lungs only (black elsewhere, cropped to the lungs), or everything
+but the lungs (the whole film with the lungs blacked out: what is left to learn from without looking at a lung).
 
 Preparation and any later prediction go through `make_view`, so a model always sees its inputs made
 the same way.
@@ -8,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
+
+# Views that need a lung mask: images without a usable one are skipped.
+MASKED_VIEWS = ("lungs", "outside")
 
 
 def _resize(pixels: np.ndarray, size: int, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -57,6 +62,7 @@ def make_view(image: np.ndarray, mask: np.ndarray, view: str, size: int, margin:
     lungs: everything outside the lung mask set to black, cropped to the lungs' square bounding box
     plus margin, resized to size x size. An empty mask (a segmenter that found no lungs) gives a black image:
     nothing of the film is left to classify, and that is what the view must show.
+    outside: the full view with the lungs set to black (the returned mask still marks where they were).
     """
     if view == "lungs" and not mask.any():
         return np.zeros((size, size), dtype=np.uint8), np.zeros((size, size), dtype=bool)
@@ -66,11 +72,17 @@ def make_view(image: np.ndarray, mask: np.ndarray, view: str, size: int, margin:
     elif view == "lungs":
         image = np.where(mask, image, 0).astype(np.uint8)
         box = lung_box(mask, margin)
+    elif view == "outside":
+        image = np.where(mask, 0, image).astype(np.uint8)
+        box = square_box(*image.shape)
     else:
         raise ValueError(f"unknown view {view!r}")
     # The mask is resampled bilinearly and thresholded: smoother borders than nearest-neighbour.
     resized_mask = _resize(mask_pixels, size, box) >= 128
     resized_image = _resize(image, size, box)
+    # Blacked out again after resizing, so no pixel of the other side blends in across the lung border.
     if view == "lungs":
         resized_image = np.where(resized_mask, resized_image, 0).astype(np.uint8)
+    elif view == "outside":
+        resized_image = np.where(resized_mask, 0, resized_image).astype(np.uint8)
     return resized_image, resized_mask

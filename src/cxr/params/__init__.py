@@ -43,6 +43,7 @@ def _known_device(device: str) -> str:
 # The keys several stages share.
 Classes = Annotated[list[str], Field(min_length=2), AfterValidator(_unique)]
 Names = Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
+NameList = Annotated[list[str], AfterValidator(_unique)]  # may be empty: an optional part of the pipeline
 Device = Annotated[str, AfterValidator(_known_device)]
 Seed = Annotated[int, Field(ge=0)]
 Workers = Annotated[int, Field(ge=0)]  # decoding processes; 0: one per CPU core

@@ -5,6 +5,10 @@ make_view with the checkpoint's own preprocessing (as prepare stores a view), mo
 evaluate scores a test split). A lungs model gets its mask from the trained segmenter (film_mask, as the
 cascade's prepare_segmented stage), and every mask is checked against anatomy (mask_checks). With a
 segmenter at hand, full-view films get the same check, and their explanation maps a lung share.
+
+A film the tool's own checks call implausible gets no class (it abstains, with the reason): a constant
+image (no X-ray: the index skips it too) or a lung mask that fails the anatomical checks. Its probabilities
+are kept apart, as unreliable; `abstain=False` classifies it anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr.data.views import make_view
+from cxr.data.views import MASKED_VIEWS, make_view
 from cxr.io.images import UnreadableImage, decode_image
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
 from cxr.models.inference import mixed_precision, model_input
@@ -31,8 +35,11 @@ class PredictError(ValueError):
 @dataclass
 class Prediction:
     file: str
-    probabilities: dict[str, float]
-    predicted: str
+    probabilities: dict[str, float] | None  # None when abstained or not finite
+    predicted: str | None  # None when abstained
+    abstained: str | None = None  # why no class is given
+    # An abstained film's probabilities: the model's output on a film it cannot be trusted with.
+    unreliable_probabilities: dict[str, float] | None = None
     lungs: dict | None = None  # the segmenter's mask checks: plausible, reasons, area, ...
     explanation: dict | None = None  # cam_lung_energy, saliency_lung_energy, figure
     notes: list[str] = field(default_factory=list)
@@ -71,18 +78,20 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: Path, device: torch.device, segmenter_file: Path | None = None,
-                 confidence: float = 0.25, explain: ExplainSettings | None = None, segmenter_optional: bool = False):
+                 confidence: float = 0.25, explain: ExplainSettings | None = None, segmenter_optional: bool = False,
+                 abstain: bool = True):
         try:
             self.model, self.meta = load_checkpoint(checkpoint, device)
         except CheckpointError as err:
             raise PredictError(f"{err}; or fetch it from the team's remote (`dvc pull {checkpoint}`)") from None
-        self.device, self.explain = device, explain
+        self.device, self.explain, self.abstain = device, explain, abstain
         self.view = self.meta["preprocessing"]
         self.classes = list(self.meta["classes"])
-        lungs_view = self.view["view"] == "lungs"
+        lungs_view = self.view["view"] in MASKED_VIEWS
         if lungs_view and segmenter_file is None:
-            raise PredictError(f"{checkpoint} classifies lung-segmented films ({self.meta['dataset']}): it needs the lung "
-                               f"segmenter to cut the lungs out of a film; give it with --segmenter PATH")
+            raise PredictError(f"{checkpoint} classifies films by their lung mask ({self.view['view']} view of "
+                               f"{self.meta['dataset']}): it needs the lung segmenter to find the lungs of a film; give "
+                               f"it with --segmenter PATH")
         self.segmenter = None
         if segmenter_file is not None and (lungs_view or not segmenter_optional or segmenter_file.is_file()):
             self.segmenter = Segmenter.load(segmenter_file, confidence, device)
@@ -111,7 +120,12 @@ class Predictor:
     def predict(self, name: str, data: bytes, figure_dir: Path | None = None) -> Prediction:
         """Raises UnreadableImage for a file that is no usable X-ray."""
         pixels = decode_image(data, name, MAX_IMAGE_PIXELS).pixels
+        doubts = []
+        if pixels.min() == pixels.max():  # as the index's scan_entry, which leaves such images out of training
+            doubts.append(f"constant image (every pixel {int(pixels.min())}): no X-ray to classify")
         image, mask, lungs = self.view_of(pixels)
+        if lungs is not None and not lungs["plausible"]:
+            doubts.append("implausible lung segmentation: " + "; ".join(lungs["reasons"]))
         raw = torch.tensor(image)[None, None].to(self.device)  # a copy: make_view's array is read-only
         inputs = model_input(raw, self.meta["image_size"], self.meta["mean"], self.meta["std"])
         precision = mixed_precision(self.device)
@@ -119,9 +133,15 @@ class Predictor:
             logits = self.model(inputs)
         probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
         best = int(probabilities.argmax())
-        prediction = Prediction(name, {c: float(p) for c, p in zip(self.classes, probabilities)}, self.classes[best], lungs)
-        if lungs is not None and not lungs["plausible"]:
-            prediction.notes.append("implausible lung segmentation: " + "; ".join(lungs["reasons"]))
+        by_class = {c: float(p) for c, p in zip(self.classes, probabilities)}
+        if not np.isfinite(probabilities).all():
+            # No class can be read from NaN, whatever the caller asked for, and JSON has no NaN.
+            prediction = Prediction(name, None, None, "the model gave non-finite probabilities", lungs=lungs,
+                                    notes=doubts)
+        elif doubts and self.abstain:
+            prediction = Prediction(name, None, None, "; ".join(doubts), by_class, lungs)
+        else:
+            prediction = Prediction(name, by_class, self.classes[best], lungs=lungs, notes=doubts)
         if self.explain is not None:
             prediction.explanation = self._explain(name, inputs, best, mask, figure_dir, prediction)
         return prediction
@@ -137,17 +157,26 @@ class Predictor:
             mask = masks_at(mask[None], self.meta["image_size"])[0]
         explanation = {"method": self.explain.method, "layer": self.layer.name}
         if mask is not None and mask.any():
-            explanation |= {"cam_lung_energy": round(lung_energy_fraction(cam, mask), 4),
-                            "saliency_lung_energy": round(lung_energy_fraction(saliency, mask), 4)}
+            explanation |= {"cam_lung_energy": rounded(lung_energy_fraction(cam, mask)),
+                            "saliency_lung_energy": rounded(lung_energy_fraction(saliency, mask))}
         if figure_dir is not None:
             from cxr.explain.figures import write_prediction_figure
 
             image = shown_pixels(inputs, self.meta["mean"], self.meta["std"])[0]
             path = figure_dir / (figure_stem(name) + ".png")
-            title = f"{Path(name).name}: {prediction.predicted} {prediction.probabilities[prediction.predicted]:.2f}"
+            # An abstained film's maps are of its most likely class, which the title must not pass off as a verdict.
+            shown = self.classes[best]
+            probability = (prediction.probabilities or prediction.unreliable_probabilities or {}).get(shown)
+            verdict = shown if prediction.predicted else f"ABSTAIN (most likely {shown})"
+            title = f"{Path(name).name}: {verdict}" + ("" if probability is None else f" {probability:.2f}")
             write_prediction_figure(path, image, cam, saliency, mask, title, self.explain.method)
             explanation["figure"] = str(path)
         return explanation
+
+
+def rounded(value: float) -> float | None:
+    """JSON has no NaN: a map with no mass (it points nowhere) has no lung share."""
+    return round(value, 4) if np.isfinite(value) else None
 
 
 def figure_stem(name: str) -> str:

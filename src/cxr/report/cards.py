@@ -10,9 +10,11 @@ from cxr.report.summary import number, with_interval
 
 
 def model_card(model: str, dataset: str, model_params: dict, train: dict, view: dict, trained: dict, metrics: dict,
-               cross: list[tuple[str, dict]], explained: dict, classes: list[str], level: str) -> str:
+               cross: list[tuple[str, dict]], explained: dict, classes: list[str], level: str, audit: dict,
+               views: list[tuple[str, str, list[tuple[str, str, dict | None]]]]) -> str:
     """`view`: the dataset's view report; `trained`: the train stage's summary (best epoch); `cross`:
-    (tested_on, metrics) of its cross-dataset tests; `explained`: its explain metrics."""
+    (tested_on, metrics) of its cross-dataset tests; `explained`: its explain metrics; `audit`: its source's
+    shortcut audit; `views`: the probes on its source's outside view (summary.outside_rows)."""
     counts = view["counts"]
     split_rows = "\n".join(f"| {split} | " + " | ".join(str(counts[split].get(c, 0)) for c in classes)
                            + f" | {sum(counts[split].values())} |" for split in counts)
@@ -22,8 +24,11 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
         f"| {number(metrics.get(f'f1_{slug(c)}'))} | {number(metrics.get(f'roc_auc_{slug(c)}'))} |" for c in classes)
     cross_rows = "\n".join(f"| {tested_on} | {with_interval(m, 'accuracy')} | {with_interval(m, 'macro_f1')} "
                            f"| {m['macro_f1'] - metrics['macro_f1']:+.3f} | {m['n_test']} |" for tested_on, m in cross)
-    view_words = ("whole films, padded to a square" if view["view"] == "full"
-                  else "lungs only (black outside the lung mask), cropped to the lungs")
+    view_words = {"full": "whole films, padded to a square",
+                  "lungs": "lungs only (black outside the lung mask), cropped to the lungs",
+                  "outside": "whole films with the lungs blacked out, padded to a square"}[view["view"]]
+    probes = [f"{probe} on the {view_name} view {with_interval(m, 'accuracy')}" for probe, _, cells in views
+              for view_name, _, m in cells if m is not None]
     lines = [
         f"# Model card: {model} trained on {dataset}",
         "",
@@ -69,6 +74,17 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
                   f"| Tested on | Accuracy [{level} CI] | Macro-F1 [{level} CI] | Macro-F1 change | Test images |",
                   "|---|---|---|---|---|", cross_rows, ""]
     lines += [
+        "## Shortcut audit of its source",
+        "",
+        f"- Metadata-only classifier (size, format, mask provenance, intensities and corners outside the lungs): "
+        f"accuracy {with_interval(audit, 'baseline_accuracy')} against chance {number(audit.get('chance_accuracy'))}; "
+        f"{audit.get('shortcut_flags', 0)} shortcut flags (reports/data/sources/{view['source']}.json)",
+    ]
+    if probes:
+        lines.append("- Accuracy of " + "; ".join(probes) + " (outside: lungs blacked out, near chance unless the "
+                     "films carry the class outside the lungs)")
+    lines += [
+        "",
         "## Where it looks",
         "",
         f"{explained['method']} at layer `{explained['layer']}` ({explained['grid']}x{explained['grid']}) and saliency, "

@@ -61,7 +61,8 @@ TITLE = "Chest X-ray classification: results"
 def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], models: Sequence[str], classes: Sequence[str],
                 own: dict[tuple[str, str], dict], cross: Sequence[tuple[str, str, str, dict, dict]],
                 confusions: Mapping[tuple[str, str, str], np.ndarray],
-                segmented: Sequence[str], cascade: Sequence[tuple], shortcut: ShortcutParams, level: str) -> None:
+                segmented: Sequence[str], cascade: Sequence[tuple], shortcut: ShortcutParams | None,
+                probe_models: Sequence[str], level: str) -> None:
     """`own`: (dataset, model) -> test metrics; `cross`: (trained_on, tested_on, model, metrics, own metrics);
     `confusions`: (trained_on, tested_on, model) -> confusion counts, own runs with tested_on = trained_on."""
     subtitle = f"{len(models)} models x {len(datasets)} datasets ({', '.join(datasets)}), classes {', '.join(classes)}"
@@ -91,6 +92,18 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
                        f"and the validation scores (the kept checkpoint is the epoch of best validation macro-F1).",
                        f"training curves on {dataset}")
         sections.append(section)
+
+    audit = Section("audit", "Shortcut audit")
+    audit.text("How well each source's class can be read without looking at a lung: a classifier trained on what "
+               "carries no diagnosis (native size, format, bit depth, border, lung-mask provenance, intensities and "
+               "corner patches outside the lungs), scored on the test split beside chance. Near 1.0: the source's "
+               "classes differ in how their films were made or collected, and a model can score without medicine.")
+    audit.text(parts["audit"])
+    if "| outside" in parts["views"]:
+        audit.text("The same model on the whole film, the lungs only, and everything but the lungs (lungs blacked "
+                   "out): the outside view should score near chance.")
+        audit.text(parts["views"])
+    sections.append(audit)
 
     if cross:
         section = Section("cross", "Cross-dataset")
@@ -139,8 +152,8 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
         section.text(parts["cascade"])
     sections.append(section)
 
-    if shortcut.models:
-        sections.append(_shortcut_section(shortcut, parts["shortcut"], classes))
+    if shortcut is not None and probe_models:
+        sections.append(_shortcut_section(shortcut, probe_models, parts["shortcut"], classes))
     write_page(path, TITLE, subtitle, sections)
 
 
@@ -150,14 +163,14 @@ def _panels(dataset: str, model: str, classes: Sequence[str]) -> list[tuple[str,
     return [(name, panel) for name, panel in panels if panel.is_file()]
 
 
-def _shortcut_section(shortcut: ShortcutParams, table: str, classes: Sequence[str]) -> Section:
+def _shortcut_section(shortcut: ShortcutParams, models: Sequence[str], table: str, classes: Sequence[str]) -> Section:
     section = Section("shortcut", "Shortcut experiment")
     section.text(f"The same models trained on the full view of clean films ({shortcut.clean}) and of the same films "
                  f"with a class marker outside the lungs ({shortcut.dataset}, a confounder as perfect as a hospital tag "
                  f"only its COVID-19 films carry). A model that learnt the marker scores high on its own (marked) test "
                  f"split, loses on the marker-free films of {shortcut.marker_free}, and looks less at the lungs.")
     section.text(table)
-    for model in shortcut.models:
+    for model in models:
         for dataset, words in ((shortcut.clean, "clean films"), (shortcut.dataset, "marked films")):
             # One class each: the two panels one after the other compare where the two models look.
             for name, panel in _panels(dataset, model, classes)[:1]:

@@ -22,6 +22,7 @@ from cxr.paths import (
     segment_interpretation_file,
     segment_metrics_file,
     segment_zones_file,
+    source_audit_file,
     train_summary_file,
     view_report_file,
 )
@@ -246,3 +247,50 @@ def shortcut_table(runs: list[tuple[str, dict, dict, dict | None, dict | None, d
             f"| {with_interval(clean_explain, 'saliency_lung_energy')} → {with_interval(marked_explain, 'saliency_lung_energy')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def load_source_audit(source: str) -> dict:
+    return json.loads(_existing(source_audit_file(source), f"index {source}").read_text())
+
+
+def audit_table(audits: list[tuple[str, dict]], level: str) -> str:
+    """Per source: how well a classifier reads the class from what carries no diagnosis (size, format, mask
+    provenance, intensities and corners outside the lungs), beside chance."""
+    lines = [
+        f"| Source | Metadata-only accuracy [{level} CI] | Chance accuracy | Metadata-only macro-F1 [{level} CI] "
+        "| Chance macro-F1 | Shortcut flags | Test images |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for source, m in audits:
+        lines.append(f"| {source} | {with_interval(m, 'baseline_accuracy')} | {number(m.get('chance_accuracy'))} "
+                     f"| {with_interval(m, 'baseline_macro_f1')} | {number(m.get('chance_macro_f1'))} "
+                     f"| {m.get('shortcut_flags', 0)} | {m.get('test_images', 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def views_table(rows: list[tuple[str, str, list[tuple[str, str, dict | None]]]], level: str) -> str:
+    """One model on the views of one source: (model, source, [(view, dataset, metrics or None)])."""
+    views = [view for view, _, _ in rows[0][2]] if rows else []
+    lines = ["| Model | Source | " + " | ".join(f"{view} accuracy [{level} CI]" for view in views) + " |",
+             "|---|---|" + "---|" * len(views)]
+    for model, source, cells in rows:
+        lines.append(f"| {model} | {source} | " + " | ".join(
+            "n/a" if m is None else f"{with_interval(m, 'accuracy')} ({dataset})" for _, dataset, m in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def outside_rows(entries: dict, datasets: list[str], own: dict, probe_runs: dict
+                 ) -> list[tuple[str, str, list[tuple[str, str, dict | None]]]]:
+    """Each probe run on an outside view beside the same model on the full and lungs views of that source, where
+    the grid has them: (model, source, [(view, dataset, metrics or None)])."""
+    rows = []
+    for (name, model), metrics in probe_runs.items():
+        source = entries[name]["source"]
+        if entries[name]["view"] != "outside":
+            continue
+        cells = []
+        for view in ("full", "lungs"):
+            grid = next((d for d in datasets if entries[d]["source"] == source and entries[d]["view"] == view), None)
+            cells.append((view, grid or "-", own.get((grid, model))))
+        rows.append((model, source, [*cells, ("outside", name, metrics)]))
+    return rows

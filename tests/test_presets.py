@@ -9,6 +9,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -158,6 +159,43 @@ def write_kaggle_standin(path: Path) -> None:
         archive.writestr("COVID-19_Radiography_Dataset/COVID.metadata.csv", "FILE NAME,FORMAT,SIZE,URL\n")
 
 
+def write_qu_ex_standin(path: Path) -> None:
+    """A tiny COVID-QU-Ex archive: Lung Segmentation Data with its Train/Val/Test folders and lung masks."""
+    import io
+
+    from PIL import Image
+
+    from cxr.synthetic.generator import render_case
+
+    root = "Lung Segmentation Data/Lung Segmentation Data"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for c, (folder, label) in enumerate({"COVID-19": "COVID-19", "Non-COVID": "Pneumonia", "Normal": "Normal"}.items()):
+            for n in range(14):
+                split = ("Train", "Train", "Val", "Test")[n % 4]
+                image, mask = render_case(np.random.default_rng([5, c, n]), label, 72)
+                for kind, pixels in (("images", image), ("lung masks", mask.astype(np.uint8) * 255)):
+                    buffer = io.BytesIO()
+                    Image.fromarray(pixels).save(buffer, format="PNG")
+                    archive.writestr(f"{root}/{split}/{folder}/{kind}/{folder.lower()}_{n}.png", buffer.getvalue())
+
+
+# Each preset's download as the preset names it, and a stand-in writer in that layout.
+STANDINS = {"radiography": ("radiography", KAGGLE_ZIP, write_kaggle_standin, "radiography"),
+            "study": ("radiography", KAGGLE_ZIP, write_kaggle_standin, "radiography"),
+            "covid-qu-ex": ("covid_qu_ex", "data/raw/COVID-QU-Ex.zip", write_qu_ex_standin, "covid-qu-ex")}
+
+
+def test_every_preset_has_a_stand_in_in_its_layout(checkout):
+    assert set(STANDINS) == set(PRESETS)
+    for preset, (source, path, _, layout) in STANDINS.items():
+        shutil.copy(REPO / "params.yaml", checkout / "params.yaml")
+        assert cli.main(["preset", preset]) == 0
+        assert yaml.safe_load((checkout / "params.yaml").read_text())["source"] == {source: {
+            "path": path, "layout": layout, "class_map": {}, "own_split": False,
+            "patient_id_pattern": None if layout == "radiography" else "layout"}}, preset
+
+
 def missing_dependencies(repo: Path) -> set[str]:
     """Data dependencies of the resolved pipeline that neither exist nor are another stage's output (what would
     stop `dvc repro` half-way)."""
@@ -176,8 +214,9 @@ def test_every_preset_leaves_no_missing_dependency(tmp_path):
     copy_pipeline(tmp_path)
     shutil.copytree(REPO / "presets", tmp_path / "presets")
     run_in(tmp_path, "git", "init", "-q")
-    (tmp_path / KAGGLE_ZIP).parent.mkdir(parents=True)
-    (tmp_path / KAGGLE_ZIP).write_bytes(b"")
+    (tmp_path / "data/raw").mkdir(parents=True)
+    for _, path, _, _ in STANDINS.values():
+        (tmp_path / path).write_bytes(b"")
     for preset in PRESETS:
         shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
         run_in(tmp_path, "cxr", "preset", preset)
@@ -200,6 +239,7 @@ TINY = ["prepare.image_size=48", "train.epochs=1", "train.batch_size=8", "models
 @pytest.mark.pipeline
 @pytest.mark.parametrize("preset", PRESETS)
 def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, preset):
+    source, download, write_standin, layout = STANDINS[preset]
     """The README's steps on a stand-in download: dvc add, cxr inspect, cxr preset, dvc repro; nothing synthetic
     is generated, every stage the params name runs, and the pipeline is then up to date."""
     repo = tmp_path
@@ -207,19 +247,19 @@ def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, preset):
     shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     shutil.copytree(REPO / "presets", repo / "presets")
     run_in(repo, "git", "init", "-q")
-    write_kaggle_standin(repo / KAGGLE_ZIP)
-    dvc_in(repo, "add", KAGGLE_ZIP)
-    inspected = json.loads(run_in(repo, "cxr", "inspect", KAGGLE_ZIP, "--json"))
-    assert inspected["sources"][0]["layout"] == "radiography"
+    write_standin(repo / download)
+    dvc_in(repo, "add", download)
+    inspected = json.loads(run_in(repo, "cxr", "inspect", download, "--json"))
+    assert inspected["sources"][0]["layout"] == layout
     run_in(repo, "cxr", "preset", preset, *(arg for setting in TINY for arg in ("--set", setting)))
     run_in(repo, "cxr", "check")
     assert missing_dependencies(repo) == set()
     dvc_in(repo, "repro")
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert not any(name.startswith("generate") for name in lock) and not (repo / "data/raw/synthetic").exists()
-    assert {"index@radiography", "probe_train@resnet18-outside", "prepare_segmented@lungs_segmented",
+    assert {f"index@{source}", "probe_train@resnet18-outside", "prepare_segmented@lungs_segmented",
             "crosstest@resnet18-test0", "report"} <= set(lock)
     summary = (repo / "reports" / "summary.md").read_text()
-    assert "| radiography |" in summary and "| outside" in summary
+    assert f"| {source} |" in summary and "| outside" in summary
     assert json.loads(dvc_in(repo, "status", "--json")) == {}
     assert "up to date" in dvc_in(repo, "repro")

@@ -653,3 +653,37 @@ def test_a_lung_too_small_to_divide_leaves_its_empty_zones_undecided():
 
 def test_lift_of_an_empty_mask_is_undefined():
     assert np.isnan(lung_lift(np.ones((H, W)), np.zeros((H, W), dtype=bool)))
+
+
+def test_fast_road_is_the_librarys_road_bit_for_bit():
+    """cxr.explain.road assembles the imputation's system faster; the system, the imputed pixels and the scores
+    must be exactly pytorch-grad-cam's."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer, neighbors_weights
+    from pytorch_grad_cam.metrics.road import ROADCombined as LibraryROAD
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    from cxr.explain.road import FastNoisyLinearImputer, ROADCombined, sparse_system
+
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 24, 20)).astype(np.float32)
+    mask = (rng.random((24, 20)) > 0.4).astype(np.float32)
+    mask[0, :] = 0  # removed pixels on the border too, where neighbours fall off the image
+    expected_a, expected_b = NoisyLinearImputer.setup_sparse_system(mask, image, neighbors_weights)
+    system, b = sparse_system(mask, image, neighbors_weights)
+    assert np.array_equal(system.toarray(), expected_a.toarray()) and np.array_equal(b, expected_b)
+    torch.manual_seed(3)
+    expected = NoisyLinearImputer()(torch.from_numpy(image), torch.from_numpy(mask))
+    torch.manual_seed(3)
+    assert torch.equal(FastNoisyLinearImputer()(torch.from_numpy(image), torch.from_numpy(mask)), expected)
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3)).eval()
+    inputs = torch.from_numpy(rng.random((2, 3, 24, 20)).astype(np.float32))
+    cams = rng.random((2, 24, 20)).astype(np.float32)
+    targets = [ClassifierOutputSoftmaxTarget(0), ClassifierOutputSoftmaxTarget(2)]
+    scores = []
+    for metric in (LibraryROAD(percentiles=[30, 70]), ROADCombined([30, 70])):
+        torch.manual_seed(5)
+        with torch.no_grad():
+            scores.append(metric(inputs, cams, targets, model))
+    assert np.array_equal(scores[0], scores[1])

@@ -72,8 +72,9 @@ def road_scores(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, classe
     probability drops when the map's most relevant pixels are removed than when its least relevant are,
     averaged over the percentiles; removed pixels are filled from their neighbours (noisy linear imputation),
     so the model is not just reacting to holes. Positive: the map points at what the model uses."""
-    from pytorch_grad_cam.metrics.road import ROADCombined
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    from cxr.explain.road import ROADCombined
 
     model.eval()
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]

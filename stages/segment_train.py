@@ -12,6 +12,7 @@ from cxr.params import Classes, Device, Names, stage_arguments, stage_params
 from cxr.paths import SEGMENT_TRAIN_LOG, SEGMENTER_FILE, segment_export_dir
 from cxr.segment.params import LabelMode, SegmentTrainParams
 from cxr.segment.train import SegmentTrainingError, train_segmenter
+from cxr.training.log import EpochLogError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         summary = train_segmenter(params["segment.train"], params["segment.label_mode"], params["classes"], exports,
                                   resolve_device(params["device"]), SEGMENTER_FILE, SEGMENT_TRAIN_LOG)
-    except SegmentTrainingError as err:
+    except (SegmentTrainingError, EpochLogError) as err:
         raise SystemExit(f"error: {err}") from None
 
     print(f"saved {SEGMENTER_FILE} (epoch {summary['epoch']} of {summary['epochs']}, fitness {summary['fitness']:.4f})")

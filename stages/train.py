@@ -18,6 +18,7 @@ from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError
 from cxr.params import Classes, Device, stage_arguments, stage_params
 from cxr.paths import model_file, split_dir, train_log_dir, view_file
+from cxr.training.log import EpochLogError
 from cxr.training.loop import TrainingError, train_classifier
 from cxr.training.params import TrainParams
 from cxr.training.processes import join_processes, leave_processes, run, torchrun_command
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                                 meta, desc=f"{args.model}/{args.dataset}", processes=processes)
     except WeightsError as err:
         raise SystemExit(f"error: {model_key}.weights: {err}") from None
-    except TrainingError as err:
+    except (TrainingError, EpochLogError) as err:
         raise SystemExit(f"error: {args.dataset}: {err}") from None
     finally:
         leave_processes()

@@ -239,14 +239,17 @@ TINY = ["prepare.image_size=48", "train.epochs=1", "train.batch_size=8", "models
 @pytest.mark.pipeline
 @pytest.mark.parametrize("preset", PRESETS)
 def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, preset):
-    source, download, write_standin, layout = STANDINS[preset]
     """The README's steps on a stand-in download: dvc add, cxr inspect, cxr preset, dvc repro; nothing synthetic
     is generated, every stage the params name runs, and the pipeline is then up to date."""
+    source, download, write_standin, layout = STANDINS[preset]
     repo = tmp_path
     copy_pipeline(repo)
     shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     shutil.copytree(REPO / "presets", repo / "presets")
+    # A clone: the project's history is there before the download is added.
     run_in(repo, "git", "init", "-q")
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "commit", "-qm", "clone")
     write_standin(repo / download)
     dvc_in(repo, "add", download)
     inspected = json.loads(run_in(repo, "cxr", "inspect", download, "--json"))

@@ -21,6 +21,7 @@ from cxr.models.inference import SplitBatches, model_input, predict_probabilitie
 from cxr.models.params import ModelParams
 from cxr.synthetic.generator import CLASSES, render_case
 from cxr.training.augment import augment_batch
+from cxr.training.log import EpochLogError, epoch_log
 from cxr.training.loop import class_weights, train_classifier
 from cxr.training.order import EpochOrders
 from cxr.training.params import AugmentParams, TrainParams
@@ -378,3 +379,19 @@ def test_next_run_removes_what_a_killed_run_left(films, workdir):
     train(every_fifth(films["train"]), films["val"], workdir, train_params(epochs=1, batch_size=8))
     assert (log / "metrics.json").exists() and checkpoint.exists()
     assert leftovers(workdir) == []
+
+
+def test_a_repository_without_commits_gets_the_fix_not_a_traceback(tmp_path, monkeypatch):
+    """dvclive needs a commit even when it saves no experiment; a fresh `git init` must say so."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EpochLogError, match=r"git commit"):
+        epoch_log(tmp_path / "log")
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start"], cwd=tmp_path,
+                   check=True)
+    with epoch_log(tmp_path / "log") as live:
+        live.log_metric("loss", 1.0)
+        live.next_step()
+    assert (tmp_path / "log" / "metrics.json").is_file()

@@ -19,6 +19,7 @@ import yaml
 from cxr.segment.export import DATA_YAML, label_names
 from cxr.segment.params import SegmentTrainParams
 from cxr.segment.yolo import ultralytics_offline
+from cxr.training.log import epoch_log
 
 # Ultralytics' default training recipe, changed where it does not suit X-ray films or small CPU runs.
 RECIPE = {
@@ -88,7 +89,6 @@ def train_segmenter(params: SegmentTrainParams, label_mode: str, classes: list[s
     The log is replaced only together with the checkpoint (as the classifiers'), so a killed run leaves the
     previous pair intact.
     """
-    from dvclive import Live
 
     from cxr.io.files import atomic_dir, atomic_path
 
@@ -105,7 +105,7 @@ def train_segmenter(params: SegmentTrainParams, label_mode: str, classes: list[s
         model = YOLO(params.model, task="segment")
         if weights is not None:
             model.load(weights)
-        with atomic_dir(log_dir) as log_tmp, Live(str(log_tmp), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        with atomic_dir(log_dir) as log_tmp, epoch_log(log_tmp) as live:
             fitness: list[float] = []
             model.add_callback("on_fit_epoch_end", lambda trainer: _log_epoch(live, trainer, fitness))
             model.train(data=str(data), epochs=params.epochs, imgsz=params.image_size, batch=params.batch_size,

@@ -21,6 +21,7 @@ from cxr.models.inference import SplitBatches, mixed_precision, model_input, pre
 from cxr.models.params import ModelParams
 from cxr.models.registry import build_model, pretrained_normalization, uses_aux_head
 from cxr.training.augment import augment_batch
+from cxr.training.log import epoch_log
 from cxr.training.order import EpochOrders
 from cxr.training.params import TrainParams
 from cxr.training.processes import SINGLE, Processes
@@ -36,7 +37,6 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
     Under torchrun (`processes`), each process trains on its shard of every batch and only the first
     validates, logs and writes.
     """
-    from dvclive import Live
 
     seed_everything(train_params.seed)
     if device.type == "cpu":
@@ -70,7 +70,7 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
 
     best = {"macro_f1": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
     with atomic_dir(log_dir) if processes.writes else contextlib.nullcontext() as log_tmp:
-        with Live(str(log_tmp), dvcyaml=False, save_dvc_exp=False, report=None) if processes.writes else contextlib.nullcontext() as live:
+        with epoch_log(log_tmp) if processes.writes else contextlib.nullcontext() as live:
             for epoch in range(train_params.epochs):
                 batches = train_batches.in_order(orders.next_epoch())
                 train_loss = train_one_epoch(trained, batches, to_input, criterion, optimizer, scheduler, scaler,

@@ -168,7 +168,7 @@ def test_json_alone_on_stdout_and_text_without_python_reprs(kaggle_zip, capsys):
     assert main(["inspect", str(kaggle_zip)]) == 0
     text = capsys.readouterr().out
     assert "{" not in text and "<_io" not in text
-    assert "Normal/images/Normal-9.png: unreadable image" in text and "Normal-9.png)" in text  # named, not a buffer
+    assert "Normal/images/Normal-9.png: unreadable image (not an image" in text  # named by the film, not a buffer
     assert "PNG L 8-bit 3" in text and "metadata-only baseline: not computed (no test split)" in text
 
 

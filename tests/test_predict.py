@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_a_broken_file_in_a_folder_is_reported_and_the_rest_predicted(trained, m
     failed = {Path(f["file"]).name: f["reason"] for f in result["failed"]}
     assert set(failed) == {"truncated.png", "notes.png", "typo"}
     assert failed.pop("typo") == "no such file or folder"
-    assert all("corrupt or not an image" in reason for reason in failed.values())
+    assert all(re.search("corrupt|not an image", reason) and "<_io." not in reason for reason in failed.values())
     assert [Path(name).name for name in result["ignored"]] == ["readme.txt"]
 
     archive = tmp_path / "films.zip"

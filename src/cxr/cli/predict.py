@@ -90,7 +90,7 @@ def predict_inputs(args):
     """(checkpoint, predictor, inputs, predictions, failed), or the exit status when the model cannot be used."""
     from tqdm import tqdm
 
-    from cxr.models.inference import resolve_device
+    from cxr.models.inference import DeviceError, resolve_device
     from cxr.predict.inputs import collect_inputs
     from cxr.predict.run import ExplainSettings, PredictError, Predictor, UnreadableImage
 
@@ -99,7 +99,12 @@ def predict_inputs(args):
     if args.explain is not None:
         explain = ExplainSettings(str(repository_value("explain.method")), int(repository_value("explain.min_grid")))
     try:
-        predictor = Predictor(checkpoint, resolve_device(args.device),
+        device = resolve_device(args.device)
+    except DeviceError as err:
+        print(f"error: --device: {err}", file=sys.stderr)
+        return 2
+    try:
+        predictor = Predictor(checkpoint, device,
                               segmenter_file=args.segmenter or (None if args.no_segmenter else SEGMENTER_FILE),
                               confidence=float(repository_value("segment.confidence")), explain=explain,
                               segmenter_optional=args.segmenter is None, abstain=not args.force_class)

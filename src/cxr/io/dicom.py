@@ -25,6 +25,8 @@ def decode_dicom(data: bytes, max_pixels: int | None = None) -> DecodedImage:
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as err:
         raise UnreadableImage(f"corrupt DICOM ({type(err).__name__}: {err})") from None
     if "PixelData" not in dataset:
+        if data[128:132] != b"DICM" and "SOPClassUID" not in dataset and "Modality" not in dataset:
+            raise UnreadableImage("not a DICOM file (no DICM header and no DICOM identity): a file misnamed .dcm?")
         raise UnreadableImage("DICOM without pixel data (a report or structured document, not an image)")
     rows, columns = int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0))
     check_size(columns, rows, max_pixels)

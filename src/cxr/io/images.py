@@ -46,12 +46,19 @@ def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> Decod
     """
     if not data:
         raise UnreadableImage("empty file")
-    if is_dicom(name, data):
-        from cxr.io.dicom import decode_dicom
+    try:
+        if is_dicom(name, data):
+            from cxr.io.dicom import decode_dicom
 
-        decoded = decode_dicom(data, max_pixels)
-    else:
-        decoded = _decode_pil(data, max_pixels)
+            decoded = decode_dicom(data, max_pixels)
+        else:
+            decoded = _decode_pil(data, max_pixels)
+    except UnreadableImage:
+        raise
+    except MemoryError:
+        raise UnreadableImage("too large to decode in the memory available") from None
+    except Exception as err:  # a crafted or broken file can fail anywhere in a decoder: it is one file's problem
+        raise UnreadableImage(f"cannot be decoded ({type(err).__name__}: {err})") from None
     if min(decoded.pixels.shape) < 8:
         raise UnreadableImage(f"too small ({decoded.pixels.shape[1]}x{decoded.pixels.shape[0]} px)")
     return decoded
@@ -70,7 +77,9 @@ def _decode_pil(data: bytes, max_pixels: int | None) -> DecodedImage:
         raise UnreadableImage(f"too large: {err}") from None
     except UnreadableImage:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except UnidentifiedImageError:
+        raise UnreadableImage("not an image: no format this tool reads (PNG, JPEG, TIFF, BMP, DICOM) recognises it") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnreadableImage(f"corrupt or not an image ({type(err).__name__}: {err})") from None
 
 

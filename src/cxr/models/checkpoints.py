@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cxr.data.views import MASKED_VIEWS
 from cxr.io.files import atomic_path
+from cxr.io.weights import WeightsFileError, load_tensors
 from cxr.models.inference import to_device_format
 from cxr.models.registry import build_model
 
@@ -27,19 +29,47 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, "meta": meta, "state_dict": state}, handle)
 
 
+# What rebuilding a model reads from a checkpoint's meta, and the type each must have; prediction reads more.
+MODEL_META = {"arch": str, "classes": list, "image_size": int}
+PREDICT_META = {**MODEL_META, "mean": (list, tuple), "std": (list, tuple), "preprocessing": dict, "dataset": str}
+
+
+def meta_problem(meta: object, required: dict = MODEL_META) -> str | None:
+    """Why a checkpoint's meta cannot be used (None when it can): a missing entry or one of the wrong type."""
+    if not isinstance(meta, dict):
+        return f"its metadata is a {type(meta).__name__}, not a mapping"
+    for key, kind in required.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            return f"its metadata has no valid {key!r} ({meta.get(key)!r})"
+    if not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]):
+        return f"its metadata lists no class names ({meta['classes']!r})"
+    if required is MODEL_META:
+        return None
+    if not len(meta["mean"]) == len(meta["std"]) == 3 or not all(isinstance(v, (int, float)) for v in (*meta["mean"], *meta["std"])):
+        return f"its metadata has no per-channel mean and std for three channels ({meta['mean']!r}, {meta['std']!r})"
+    view = meta["preprocessing"]
+    if view.get("view") not in ("full", *MASKED_VIEWS) or not isinstance(view.get("image_size"), int):
+        return f"its preprocessing has no known view and image size ({view!r})"
+    if view["view"] in MASKED_VIEWS and not isinstance(view.get("lung_margin"), (int, float)):
+        return f"its preprocessing has no lung margin for the {view['view']} view ({view!r})"
+    return None
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", expect: dict | None = None) -> tuple[nn.Module, dict]:
     """The model in eval mode and its meta; `expect` lists meta values that must match (arch, dataset, ...)."""
     if not path.exists():
         raise CheckpointError(f"{path} not found: train the model first (`dvc repro`)")
     retrain = "retrain it (`dvc repro`), or fetch it again (`dvc checkout` / `dvc pull`)"
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for empty, truncated or foreign files
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); "
-                              f"it may be empty or truncated: {retrain}") from None
+        checkpoint = load_tensors(path)
+    except WeightsFileError as err:
+        raise CheckpointError(f"{err}: {'use only checkpoints this pipeline wrote' if err.unsafe else retrain}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "meta" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint of this pipeline (no format {CHECKPOINT_FORMAT} marker); {retrain}")
     meta = checkpoint["meta"]
+    problem = meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; {retrain}")
     for key, wanted in (expect or {}).items():
         if meta.get(key) != wanted:
             raise CheckpointError(f"{path} was made with {key} = {meta.get(key)!r}, but params.yaml and the prepared "
@@ -47,6 +77,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", expect: dict
     try:
         model = build_model(meta["arch"], len(meta["classes"]), meta["image_size"])
         model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError) as err:
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} does not fit its own architecture ({type(err).__name__}: {err}); {retrain}") from None
     return to_device_format(model, torch.device(device)).eval(), meta

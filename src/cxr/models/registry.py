@@ -14,6 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+from cxr.io.weights import WeightsFileError, load_tensors
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's InceptionV3 weights were trained on inputs scaled to [-1, 1].
@@ -173,8 +175,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(path)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch and safetensors raise many types for foreign or corrupt files
+            state = load_tensors(path)
+    except WeightsFileError as err:
+        raise WeightsError(str(err)) from None
+    except Exception as err:  # safetensors raises many types for foreign or corrupt files
         raise WeightsError(f"{path} is not a loadable weights file ({type(err).__name__}: {err})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

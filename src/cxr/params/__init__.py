@@ -144,6 +144,15 @@ def stage_arguments(description: str | None, argv: list[str] | None = None, *, m
 def stage_params(schemas: Mapping[str, Any], path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     """load_params for a stage: a problem stops the process with its one-line-per-key message."""
     try:
-        return load_params(schemas, path)
+        params = load_params(schemas, path)
     except ParamsError as err:
         raise SystemExit(f"error: {err}") from None
+    if "device" in params:
+        # Checked here, where the stage runs: a team's params may name a GPU other machines lack.
+        from cxr.models.inference import DeviceError, resolve_device
+
+        try:
+            resolve_device(params["device"])
+        except DeviceError as err:
+            raise SystemExit(f"error: params.yaml device: {err}") from None
+    return params

@@ -21,7 +21,12 @@ import torch
 
 from cxr.data.views import MASKED_VIEWS, make_view
 from cxr.io.images import UnreadableImage, decode_image
-from cxr.models.checkpoints import CheckpointError, load_checkpoint
+from cxr.models.checkpoints import (
+    PREDICT_META,
+    CheckpointError,
+    load_checkpoint,
+    meta_problem,
+)
 from cxr.models.inference import mixed_precision, model_input
 
 # Films larger than this are refused before decoding, as index.max_image_pixels does for a source.
@@ -84,6 +89,19 @@ class Predictor:
             self.model, self.meta = load_checkpoint(checkpoint, device)
         except CheckpointError as err:
             raise PredictError(f"{err}; or fetch it from the team's remote (`dvc pull {checkpoint}`)") from None
+        problem = meta_problem(self.meta, PREDICT_META)
+        if problem:
+            raise PredictError(f"{checkpoint}: {problem}; retrain it (`dvc repro`) or fetch it again (`dvc pull {checkpoint}`)")
+        folder = Path(checkpoint).parent
+        if folder.parent.name == "models" and folder.name != self.meta["dataset"]:
+            # models/<dataset>/ says which data a checkpoint was made for: a misplaced one would be run, and
+            # registered, as something it is not.
+            raise PredictError(f"{checkpoint} was trained on {self.meta['dataset']} ({self.meta['preprocessing']['view']} "
+                               f"view) but lies in {folder}/: move it to {folder.parent / self.meta['dataset']}/ or "
+                               f"give it from outside models/")
+        if not all(torch.isfinite(tensor).all() for tensor in self.model.state_dict().values() if tensor.is_floating_point()):
+            raise PredictError(f"{checkpoint} has non-finite weights (NaN or infinity): it cannot give a probability; "
+                               f"retrain it (`dvc repro`) or fetch it again (`dvc pull {checkpoint}`)")
         self.device, self.explain, self.abstain = device, explain, abstain
         self.view = self.meta["preprocessing"]
         self.classes = list(self.meta["classes"])
@@ -148,7 +166,12 @@ class Predictor:
 
     def _explain(self, name: str, inputs: torch.Tensor, best: int, mask: np.ndarray | None, figure_dir: Path | None,
                  prediction: Prediction) -> dict:
-        from cxr.explain.maps import class_activation_maps, masks_at, saliency_maps, shown_pixels
+        from cxr.explain.maps import (
+            class_activation_maps,
+            masks_at,
+            saliency_maps,
+            shown_pixels,
+        )
         from cxr.explain.scores import lung_energy_fraction
 
         cam = class_activation_maps(self.model, self.layer, inputs, [best], self.explain.method)[0]

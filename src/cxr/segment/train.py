@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -104,7 +105,11 @@ def train_segmenter(params: SegmentTrainParams, label_mode: str, classes: list[s
         data = training_data(exports, work / "data", label_mode, classes)
         model = YOLO(params.model, task="segment")
         if weights is not None:
-            model.load(weights)
+            try:
+                start = read_ultralytics_file(weights)["model"]
+            except SegmenterError as err:
+                raise SegmentTrainingError(f"segment.train.weights: {err}") from None
+            model.load(start)  # a module: Ultralytics does not unpickle the file again
         with atomic_dir(log_dir) as log_tmp, epoch_log(log_tmp) as live:
             fitness: list[float] = []
             model.add_callback("on_fit_epoch_end", lambda trainer: _log_epoch(live, trainer, fitness))
@@ -147,8 +152,8 @@ def _log_epoch(live, trainer, fitness: list[float]) -> None:
 def save_segmenter(ultralytics_checkpoint: Path, path: Path, summary: dict) -> None:
     """Ultralytics' best.pt rewritten without what changes between identical runs (date, absolute paths,
     optimizer state): `YOLO(path)` and `yolo predict model=path` still load it."""
-    checkpoint = torch.load(ultralytics_checkpoint, map_location="cpu", weights_only=False)
-    net = (checkpoint.get("ema") or checkpoint["model"]).float()
+    checkpoint = read_ultralytics_file(ultralytics_checkpoint)
+    net = checkpoint["model"].float()
     train_args = {"task": "segment", "imgsz": summary["image_size"], "single_cls": False}
     net.args = dict(train_args)
     for attribute in ("criterion", "pt_path"):
@@ -164,13 +169,46 @@ def load_segmenter(path: Path, device: torch.device | str = "cpu") -> tuple[torc
     retrain = "retrain it (`dvc repro segment_train`)"
     if not Path(path).is_file():
         raise SegmenterError(f"{path} not found: train the segmenter first (`dvc repro segment_train`)")
-    ultralytics_offline()  # the pickled network's classes are Ultralytics'
     try:
-        # weights_only=False: Ultralytics pickles the network object. Our own stage wrote this file.
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # a truncated, foreign or incompatible file fails in many ways; all mean the same
-        raise SegmenterError(f"{path} cannot be read ({type(err).__name__}: {err}): {retrain}") from None
-    if not isinstance(checkpoint, dict) or "cxr" not in checkpoint or not isinstance(checkpoint.get("model"), torch.nn.Module):
-        raise SegmenterError(f"{path} is not a segmenter saved by this pipeline (no training summary): {retrain}")
+        checkpoint = read_ultralytics_file(path)
+    except SegmenterError as err:
+        raise SegmenterError(f"{err}: {retrain}") from None
+    summary = checkpoint.get("cxr")
+    if not isinstance(summary, dict) or not isinstance(summary.get("names"), list) or not summary["names"] \
+            or not isinstance(summary.get("image_size"), int) or isinstance(summary.get("image_size"), bool):
+        raise SegmenterError(f"{path} is not a segmenter saved by this pipeline (no valid training summary): {retrain}")
     net = checkpoint["model"].float().to(device).eval()
-    return net, checkpoint["cxr"]
+    return net, summary
+
+
+def read_ultralytics_file(path: Path) -> dict:
+    """An Ultralytics checkpoint (a dict with its network under "model"), read by Ultralytics' restricted loader:
+    weights_only unpickling that rebuilds only known torch and Ultralytics layer classes, so the file cannot run
+    code. The same format `YOLO(path)` reads, and the only way this package reads one."""
+    import inspect
+
+    ultralytics_offline()  # the pickled network's classes are Ultralytics'
+    from ultralytics.nn.tasks import torch_safe_load
+
+    if not Path(path).is_file():
+        raise SegmenterError(f"{path} not found")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else would only confuse the unpickler
+        raise SegmenterError(f"{path} cannot be read (not a torch file: it may be empty or truncated)")
+    if "safe_only" not in inspect.signature(torch_safe_load).parameters \
+            or not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        raise SegmenterError(f"{path} cannot be read safely with this torch and Ultralytics (restricted loading needs "
+                             f"torch >= 2.6 and a recent Ultralytics 8.4): `pip install -r requirements.lock`")
+    try:
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except TypeError as err:
+        if "outside the supported" in str(err):
+            raise SegmenterError(f"{path} refused as unsafe: it holds pickled objects other than known network layers, "
+                                 "and loading them could run code it carries") from None
+        raise SegmenterError(f"{path} cannot be read ({err})") from None
+    except Exception as err:  # a truncated, foreign or incompatible file fails in many ways; all mean the same
+        raise SegmenterError(f"{path} cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("ema") or checkpoint.get("model"), torch.nn.Module):
+        raise SegmenterError(f"{path} is not a segmenter saved by this pipeline (no Ultralytics network in it)")
+    if checkpoint.get("ema") is not None:
+        checkpoint["model"] = checkpoint["ema"]
+    return checkpoint

@@ -38,6 +38,8 @@ def ultralytics_offline(config_dir: Path | None = None) -> ModuleType:
         os.environ["YOLO_OFFLINE"] = "1"  # is_online() answers False without a DNS probe: no hub, no events
         os.environ["YOLO_AUTOINSTALL"] = "false"
         os.environ["YOLO_VERBOSE"] = "false"
+        # Ultralytics' own checkpoint loads (a trainer's best.pt) restricted too: weights-only, known layers only.
+        os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     # With an API key, Ultralytics' Platform callback uploads metrics and weights whatever YOLO_OFFLINE says.
     os.environ.pop("ULTRALYTICS_API_KEY", None)
     import ultralytics

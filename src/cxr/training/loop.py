@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from cxr.io.arrays import SplitArrays, intensity_stats
 from cxr.io.files import atomic_dir
+from cxr.io.weights import load_tensors
 from cxr.metrics.classification import validation_scores
 from cxr.models.checkpoints import save_checkpoint
 from cxr.models.inference import SplitBatches, mixed_precision, model_input, predict_probabilities, to_device_format
@@ -180,7 +181,7 @@ def input_normalization(arch: str, weights: str, train_split: SplitArrays) -> tu
         return intensity_stats(train_split.images)
     if weights != "imagenet" and Path(weights).suffix != ".safetensors":
         # One of our checkpoints as a starting point was trained on its own statistics (build_model read it already).
-        checkpoint = torch.load(Path(weights), map_location="cpu", weights_only=True)
+        checkpoint = load_tensors(Path(weights))
         if isinstance(checkpoint, dict) and "meta" in checkpoint:
             return tuple(checkpoint["meta"]["mean"]), tuple(checkpoint["meta"]["std"])
     return pretrained_normalization(arch)

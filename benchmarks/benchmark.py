@@ -40,10 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cxr.io.arrays import SplitArrays, intensity_stats  # noqa: E402
-from cxr.models.inference import SplitBatches, mixed_precision, model_input, resolve_device, to_device_format  # noqa: E402
+from cxr.models.inference import SplitBatches, mixed_precision, model_input, to_device_format  # noqa: E402
 from cxr.models.params import ModelParams  # noqa: E402
 from cxr.models.registry import build_model  # noqa: E402
-from cxr.params import Classes, Device, Names, load_params  # noqa: E402
+from cxr.params import Classes, Device, Names, load_params, resolve_device  # noqa: E402
 from cxr.paths import split_dir  # noqa: E402
 from cxr.training.augment import augment_batch  # noqa: E402
 from cxr.training.loop import class_weights, train_one_epoch  # noqa: E402

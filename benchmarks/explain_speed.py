@@ -27,8 +27,8 @@ from cxr.explain.params import ExplainParams  # noqa: E402
 from cxr.explain.run import explain_split, read_predictions, select_images  # noqa: E402
 from cxr.io.arrays import SplitArrays  # noqa: E402
 from cxr.models.checkpoints import load_checkpoint  # noqa: E402
-from cxr.models.inference import model_input, resolve_device  # noqa: E402
-from cxr.params import Names, load_params  # noqa: E402
+from cxr.models.inference import model_input  # noqa: E402
+from cxr.params import Names, load_params, resolve_device  # noqa: E402
 from cxr.paths import model_file, predictions_file, split_dir  # noqa: E402
 
 

@@ -32,8 +32,9 @@ from benchmark import seconds  # noqa: E402  (benchmarks/benchmark.py, beside th
 from cxr.explain.maps import class_activation_maps  # noqa: E402
 from cxr.io.images import decode_image  # noqa: E402
 from cxr.models.checkpoints import save_checkpoint  # noqa: E402
-from cxr.models.inference import model_input, resolve_device  # noqa: E402
+from cxr.models.inference import model_input  # noqa: E402
 from cxr.models.registry import STUDY_ARCHS, build_model  # noqa: E402
+from cxr.params import resolve_device  # noqa: E402
 from cxr.paths import SEGMENTER_FILE  # noqa: E402
 from cxr.predict.run import ExplainSettings, Predictor, Segmenter  # noqa: E402
 

@@ -14,8 +14,8 @@ from cxr.io.arrays import SplitArrays
 from cxr.metrics.classification import classification_metrics, write_evaluation
 from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
-from cxr.models.inference import SplitBatches, predict_probabilities, resolve_device
-from cxr.params import Classes, Device, stage_arguments, stage_params
+from cxr.models.inference import SplitBatches, predict_probabilities
+from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
 from cxr.paths import confusion_file, metrics_file, model_file, predictions_file, roc_dir, split_dir, view_file
 
 

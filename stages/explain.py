@@ -17,8 +17,7 @@ from cxr.explain.run import explain_split, read_predictions
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import atomic_dir, write_json
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
-from cxr.models.inference import resolve_device
-from cxr.params import Classes, Device, stage_arguments, stage_params
+from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
 from cxr.paths import explain_dir, explain_metrics_file, model_file, predictions_file, split_dir, view_file
 
 

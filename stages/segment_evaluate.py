@@ -13,8 +13,7 @@ import numpy as np
 
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
-from cxr.models.inference import resolve_device
-from cxr.params import Classes, Device, stage_arguments, stage_params
+from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
 from cxr.paths import SEGMENTER_FILE, segment_metrics_file, segment_predictions_file, split_dir, view_file
 from cxr.segment.evaluate import image_record, segmentation_metrics, write_records
 from cxr.segment.params import Confidence

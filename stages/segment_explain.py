@@ -15,8 +15,7 @@ import numpy as np
 from cxr.explain.run import select_images
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
-from cxr.models.inference import resolve_device
-from cxr.params import Classes, Device, stage_arguments, stage_params
+from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
 from cxr.paths import (
     SEGMENTER_FILE,
     segment_gallery_file,

@@ -7,12 +7,11 @@ Writes models/segment/segmenter.pt (loadable with `YOLO(path)` too) and the dvcl
 
 from __future__ import annotations
 
-from cxr.models.inference import resolve_device
-from cxr.params import Classes, Device, Names, stage_arguments, stage_params
+from cxr.io.log import EpochLogError
+from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
 from cxr.paths import SEGMENT_TRAIN_LOG, SEGMENTER_FILE, segment_export_dir
 from cxr.segment.params import LabelMode, SegmentTrainParams
 from cxr.segment.train import SegmentTrainingError, train_segmenter
-from cxr.training.log import EpochLogError
 
 
 def main(argv: list[str] | None = None) -> None:

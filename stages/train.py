@@ -13,12 +13,11 @@ import json
 import sys
 
 from cxr.io.arrays import SplitArrays
-from cxr.models.inference import resolve_device
+from cxr.io.log import EpochLogError
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError
-from cxr.params import Classes, Device, stage_arguments, stage_params
+from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
 from cxr.paths import model_file, split_dir, train_log_dir, view_file
-from cxr.training.log import EpochLogError
 from cxr.training.loop import TrainingError, train_classifier
 from cxr.training.params import TrainParams
 from cxr.training.processes import join_processes, leave_processes, run, torchrun_command

@@ -6,8 +6,12 @@ Quick tier: every file is made here, small; the checkpoint is an untrained resne
 
 from __future__ import annotations
 
+import errno
+import io
+import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +19,18 @@ import pytest
 import torch
 from PIL import Image
 
+import cxr.io.sources as sources
 from cxr.cli import main as cxr
+from cxr.data.index import SourceIndexError, build_index, write_index
+from cxr.data.params import IndexParams, PrepareParams, SourceParams
 from cxr.io.images import UnreadableImage, decode_image
 from cxr.models.checkpoints import save_checkpoint
+from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError, build_model, read_state_dict
 from cxr.params import Device, stage_params
+from cxr.paths import index_file
 from cxr.segment.train import SegmenterError, read_ultralytics_file
-from tests.test_layouts import dicom
+from tests.test_layouts import CLASSES, INDEX, class_folders_tree, dicom, write_folder, write_zip
 
 FILM = (np.add.outer(np.arange(64), np.arange(64)) * 16).astype(np.uint16)  # a 12-bit gradient
 
@@ -179,3 +188,149 @@ def test_a_device_this_machine_lacks_is_one_line(device, reason, checkpoint, tmp
     (tmp_path / "params.yaml").write_text(f"device: {device}\n")
     with pytest.raises(SystemExit, match=rf"(?s)error: .*device.*({reason})"):
         stage_params({"device": Device}, tmp_path / "params.yaml")
+
+
+# --- sources: what the index stage, `cxr inspect` and `cxr predict` read ---------------------------------------
+
+
+def _index(folder: Path):
+    return build_index("src", SourceParams(path=str(folder)), INDEX, CLASSES)
+
+
+def test_a_zip_bomb_member_is_skipped_unread_by_its_declared_size(tmp_path, capsys):
+    tree = class_folders_tree(n=4)
+    archive = write_zip(tree, tmp_path / "films.zip")
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("Normal/bomb.png", b"\0" * (4 * 2**20))  # 4 MiB that deflate to a few kB
+    built = _index(archive)
+    bomb_row = next(row for row in built.rows if row["name"] == "Normal/bomb.png")
+    assert bomb_row["status"] == "unreadable image" and "zip bomb" in bomb_row["detail"]
+    assert sum(row["status"] == "ok" for row in built.rows) == 12
+
+
+def test_predict_skips_a_zip_bomb_with_its_reason(checkpoint, tmp_path, capsys):
+    archive = tmp_path / "films.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as films:
+        films.writestr("good.png", _png_bytes())
+        films.writestr("bomb.png", b"\0" * (4 * 2**20))
+    assert cxr(["predict", str(archive), "--model", str(checkpoint), "--no-segmenter", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert [Path(p["file"]).name for p in result["predictions"]] == ["good.png"]
+    assert [(Path(f["file"]).name, "zip bomb" in f["reason"]) for f in result["failed"]] == [("bomb.png", True)]
+
+
+def test_a_file_above_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    film = tmp_path / "film.png"
+    film.write_bytes(_png_bytes())
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", film.stat().st_size - 1)
+    with pytest.raises(OSError, match=r"film\.png is .* MiB, more than"):
+        sources.read_file(film)
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_index_written(tmp_path, monkeypatch):
+    folder = write_folder(class_folders_tree(n=4), tmp_path / "films")
+    (folder / "Normal").joinpath(os.fsdecode(b"caf\xe9.png")).write_bytes(_png_bytes())
+    built = _index(folder)
+    odd = [row for row in built.rows if row["status"] == "unusable file name"]
+    assert len(odd) == 1 and odd[0]["name"] == "Normal/caf\\xe9.png" and "rename" in odd[0]["detail"]
+    monkeypatch.chdir(tmp_path)
+    write_index("src", built)  # the CSV write that crashed
+    assert "caf\\xe9.png" in (tmp_path / index_file("src")).read_text(encoding="utf-8")
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_index_by_name(tmp_path, monkeypatch):
+    folder = write_folder(class_folders_tree(n=4), tmp_path / "films")
+    walk = os.walk
+
+    def denied(top, onerror=None, **kwargs):
+        for root, dirs, files in walk(top, onerror=onerror, **kwargs):
+            if Path(root).name == "Pneumonia":  # as os.walk does for a folder it may not list: skip, or tell onerror
+                onerror(PermissionError(13, "Permission denied", root))
+                continue
+            yield root, dirs, files
+
+    monkeypatch.setattr(sources.os, "walk", denied)
+    with pytest.raises(SourceIndexError, match=r"cannot list .*films/Pneumonia \(Permission denied\)"):
+        _index(folder)
+
+
+def test_classes_matching_no_folder_stop_the_index(tmp_path):
+    folder = write_folder({f"Cats/img-{i}.png": _png_bytes(i) for i in range(3)}, tmp_path / "pets")
+    with pytest.raises(SourceIndexError, match=r"no usable image of COVID-19, Pneumonia, Normal; class folders found: Cats"):
+        _index(folder)
+
+
+def test_a_class_whose_files_are_all_unreadable_stops_the_index(tmp_path):
+    tree = class_folders_tree(n=4)
+    tree.update({name: b"not a film" for name in tree if name.startswith("Pneumonia/")})
+    with pytest.raises(SourceIndexError, match=r"class Pneumonia: no usable image in Pneumonia \(unreadable image 4\)"):
+        _index(write_folder(tree, tmp_path / "films"))
+
+
+# --- params: refused with the key named, before any work ----------------------------------------------------
+
+PARAMS_CASES = [
+    ("an infinite learning rate", "model:\n  resnet18: {arch: resnet18, image_size: 64, lr: .inf}\n", {"model.resnet18": ModelParams},
+     r"model\.resnet18\.lr: not a finite number"),
+    ("a seed given as text", "index: {seed: '42', split: {train: 0.7, val: 0.15, test: 0.15}, near_duplicate_distance: 12, "
+     "max_image_pixels: 50000000}\n", {"index": IndexParams}, r"index\.seed: Input should be a valid integer"),
+    ("a key given twice", "prepare: {image_size: 64, lung_margin: 0.1}\nprepare: {image_size: 99999, lung_margin: 0.1}\n",
+     {"prepare": PrepareParams}, r"'prepare' is given twice"),
+    ("an image side no memory holds", "prepare: {image_size: 100000, lung_margin: 0.1}\n", {"prepare": PrepareParams},
+     r"prepare\.image_size: Input should be less than or equal to 1024"),
+]
+
+
+@pytest.mark.parametrize("case, text, schemas, reason", PARAMS_CASES, ids=[c[0] for c in PARAMS_CASES])
+def test_a_bad_params_value_is_refused_with_its_key(case, text, schemas, reason, tmp_path):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(SystemExit, match=rf"(?s)^error: .*{reason}"):
+        stage_params(schemas, tmp_path / "params.yaml")
+
+
+def test_strict_params_still_read_the_repositorys_own(tmp_path):
+    """The control for the rows above: the shipped params.yaml passes the same strict schemas."""
+    assert cxr(["check"]) == 0
+
+
+# --- predict's outputs ------------------------------------------------------------------------------------------
+
+
+def test_explanation_figures_of_look_alike_names_never_overwrite_each_other(checkpoint, tmp_path, capsys):
+    films = [tmp_path / name for name in ("x.png", "x.jpg", "a b.png", "a_b.png")]
+    for k, film in enumerate(films):
+        Image.fromarray((FILM // 16 + k).astype(np.uint8)).save(film)
+    maps = tmp_path / "maps"
+    assert cxr(["predict", *map(str, films), "--model", str(checkpoint), "--no-segmenter", "--json", "--explain", str(maps)]) == 0
+    figures = [p["explanation"]["figure"] for p in json.loads(capsys.readouterr().out)["predictions"]]
+    assert len(set(figures)) == 4 and sorted(map(str, maps.iterdir())) == sorted(figures)
+
+
+def test_a_full_disk_costs_the_figures_not_the_predictions(checkpoint, tmp_path, monkeypatch, capsys):
+    from cxr.explain import figures
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(figures, "write_prediction_figure", full)
+    film = tmp_path / "film.png"
+    film.write_bytes(_png_bytes())
+    assert cxr(["predict", str(film), "--model", str(checkpoint), "--no-segmenter", "--json", "--explain", str(tmp_path)]) == 0
+    prediction = json.loads(capsys.readouterr().out)["predictions"][0]
+    assert prediction["predicted"] is not None and prediction["explanation"]["figure"] is None
+    assert prediction["notes"] == ["figure not written (No space left on device)"]
+
+
+def _png_bytes(offset: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray((FILM // 16 + offset).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_zip_member_with_an_absolute_or_parent_path_is_named(tmp_path, capsys):
+    for evil in ("/etc/film.png", "Normal/../../film.png"):
+        archive = write_zip({**class_folders_tree(n=2), evil: _png_bytes()}, tmp_path / "films.zip")
+        with pytest.raises(SourceIndexError, match=re.escape(f"member {evil!r} has an absolute or '..' path")):
+            _index(archive)
+        assert cxr(["inspect", str(archive)]) == 1
+        assert f"member {evil!r}" in capsys.readouterr().err

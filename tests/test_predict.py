@@ -19,6 +19,7 @@ from PIL import Image
 
 from cxr.cli import main as cxr
 from cxr.paths import predictions_file
+from cxr.predict.run import figure_stem
 from tests.conftest import run_stage, tiny_params, write_params
 from tests.test_layouts import dicom
 
@@ -120,7 +121,8 @@ def test_the_table_and_the_explanation_figures(trained, monkeypatch, capsys, tmp
     assert table[0].split() == ["file", "predicted", "p(COVID-19)", "p(Pneumonia)", "p(Normal)", "lungs", "note"]
     assert table[1].startswith(str(film)) and "1 predicted, 0 failed" in table[-1]
     figures = list((tmp_path / "maps").iterdir())
-    assert [f.name for f in figures] == ["data_raw_synthetic_COVID-19_images_" + film.stem + ".png"]
+    assert [f.name for f in figures] == [f"{figure_stem(str(film))}.png"]
+    assert figures[0].name.startswith(f"data_raw_synthetic_COVID-19_images_{film.stem}_png-")
     assert Image.open(figures[0]).size[0] > 400
 
 

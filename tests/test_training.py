@@ -16,12 +16,12 @@ from PIL import Image
 import cxr.training.loop as loop
 from cxr.data.views import make_view
 from cxr.io.arrays import SplitArrays
+from cxr.io.log import EpochLogError, epoch_log
 from cxr.models.checkpoints import load_checkpoint
 from cxr.models.inference import SplitBatches, model_input, predict_probabilities
 from cxr.models.params import ModelParams
 from cxr.synthetic.generator import CLASSES, render_case
 from cxr.training.augment import augment_batch
-from cxr.training.log import EpochLogError, epoch_log
 from cxr.training.loop import class_weights, train_classifier
 from cxr.training.order import EpochOrders
 from cxr.training.params import AugmentParams, TrainParams

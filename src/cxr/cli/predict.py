@@ -90,7 +90,7 @@ def predict_inputs(args):
     """(checkpoint, predictor, inputs, predictions, failed), or the exit status when the model cannot be used."""
     from tqdm import tqdm
 
-    from cxr.models.inference import DeviceError, resolve_device
+    from cxr.params import DeviceError, resolve_device
     from cxr.predict.inputs import collect_inputs
     from cxr.predict.run import ExplainSettings, PredictError, Predictor, UnreadableImage
 

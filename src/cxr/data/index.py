@@ -78,13 +78,20 @@ def build_index(name: str, params: SourceParams, index: IndexParams, classes: li
         raise SourceIndexError(f"source.{name}.own_split is true but the {listing.layout} layout has no split "
                                f"folders (train/val/test); set it to false")
 
-    rows, to_scan, dropped = [], [], Counter()
+    rows, to_scan, dropped, misnamed = [], [], Counter(), []
     for entry in listing.entries:
         label = map_class(entry.raw_class, params.class_map, classes)
         if label is None:
             dropped[entry.raw_class] += 1
             continue
         row = dict.fromkeys(COLUMNS, "")
+        if not utf8_name(entry.name):
+            # The index is UTF-8 text: such a name can be neither written nor looked up again.
+            shown = entry.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            row.update(name=shown[len(listing.root):], raw_class=entry.raw_class, label=label,
+                       status="unusable file name", detail="the name is not valid UTF-8: rename the file")
+            misnamed.append(row)
+            continue
         match = patient_re.search(Path(entry.name).name) if patient_re else None
         # Names relative to the layout's root: a folder and its zip index alike.
         row.update(name=entry.name[len(listing.root):], raw_class=entry.raw_class, label=label,
@@ -95,9 +102,11 @@ def build_index(name: str, params: SourceParams, index: IndexParams, classes: li
     for row, scanned in zip(rows, scan_entries(source, to_scan, index.max_image_pixels, workers)):
         row.update(scanned)
     source.close()
+    rows += misnamed
 
     drop_cross_class_duplicates(rows)
     kept = [row for row in rows if row["status"] == "ok"]
+    check_every_class_kept(name, rows, kept, classes, dropped)
     if kept:
         duplicate_groups = near_duplicate_groups(kept, index.near_duplicate_distance)
         groups = split_groups(kept, duplicate_groups)
@@ -113,6 +122,38 @@ def build_index(name: str, params: SourceParams, index: IndexParams, classes: li
                 row["split"] = SPLITS[split]
     report = data_report(name, params, source, listing, classes, rows, dropped, seed=index.seed)
     return Index(rows, report)
+
+
+def utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a folder listing, kept as surrogates
+        return False
+    return True
+
+
+def check_every_class_kept(name: str, rows: list[dict], kept: list[dict], classes: list[str], dropped: Counter) -> None:
+    """A class whose folders gave no usable image (or a source that gave none at all) stops the index: training on
+    what is left would silently be another problem. A class with no folder at all is allowed (Kermany has no
+    COVID-19); the report lists the classes found."""
+    folders: dict[str, set[str]] = {}
+    for row in rows:
+        folders.setdefault(row["label"], set()).add(row["raw_class"])
+    fix = f"fix source.{name}.path or source.{name}.class_map"
+    if not kept:
+        found = sorted({*dropped, *(raw for raws in folders.values() for raw in raws)})
+        raise SourceIndexError(f"source.{name}: no usable image of {', '.join(classes)}; class folders found: "
+                               f"{', '.join(found) or 'none'} ({', '.join(f'{s} {n}' for s, n in _status_counts(rows)) or 'no files'}): {fix}")
+    have = Counter(row["label"] for row in kept)
+    for label, raws in folders.items():
+        if not have[label]:
+            statuses = _status_counts([row for row in rows if row["label"] == label])
+            raise SourceIndexError(f"source.{name}: class {label}: no usable image in {', '.join(sorted(raws))} "
+                                   f"({', '.join(f'{s} {n}' for s, n in statuses)}): {fix}, or make the files readable")
+
+
+def _status_counts(rows: list[dict]) -> list[tuple[str, int]]:
+    return sorted(Counter(row["status"] for row in rows).items())
 
 
 def write_index(name: str, built: Index) -> None:

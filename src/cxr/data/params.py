@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from cxr.params import Section, Seed
+from cxr.params import MAX_IMAGE_SIDE, Section, Seed
 
 Layout = Literal["auto", "radiography", "covid-qu-ex", "kermany", "study", "study-segmented", "class-folders"]
 
@@ -89,5 +89,5 @@ class DatasetParams(Section):
 
 
 class PrepareParams(Section):
-    image_size: int = Field(ge=32)
+    image_size: int = Field(ge=32, le=MAX_IMAGE_SIDE)
     lung_margin: float = Field(ge=0, le=1)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from cxr.params import Section, Seed
+from cxr.params import MAX_BATCH_SIZE, Section, Seed
 
 # pytorch-grad-cam's class-activation methods by their params.yaml names (ScoreCAM-like methods run one
 # forward pass per channel: minutes per image on a CPU, so they are left out).
@@ -24,4 +24,4 @@ class ExplainParams(Section):
     min_grid: int = Field(ge=2)  # the CAM layer is the deepest whose feature map has at least this many cells a side
     # ROAD removes these percentages of the most (and of the least) relevant pixels
     road_percentiles: list[Annotated[int, Field(gt=0, lt=100)]] = Field(min_length=1)
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)

@@ -85,8 +85,8 @@ def _decode_pil(data: bytes, max_pixels: int | None) -> DecodedImage:
 
 def check_size(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise UnreadableImage(f"too large: {width}x{height} px is more than index.max_image_pixels ({max_pixels}); "
-                              f"raise it if this is a real X-ray")
+        raise UnreadableImage(f"too large: {width}x{height} px is more than the limit of {max_pixels} pixels "
+                              f"(a decompression bomb? for a real X-ray in a pipeline source, raise index.max_image_pixels)")
 
 
 @contextmanager

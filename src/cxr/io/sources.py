@@ -12,9 +12,34 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+# No film needs more: a 4k x 4k 16-bit DICOM is 32 MB. A file above this is skipped unread.
+MAX_FILE_BYTES = 512 * 2**20
+# Films hardly compress (PNG and JPEG are compressed already); a member that inflates more than this is a zip bomb.
+MAX_COMPRESSION_RATIO = 100
+
+
+def _check_size(name: str, size: int, compressed: int | None = None) -> None:
+    if size > MAX_FILE_BYTES:
+        raise OSError(f"{name} is {size / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES // 2**20} MiB a film may be: "
+                      f"not read")
+    if compressed is not None and size > 2**20 and size > MAX_COMPRESSION_RATIO * max(compressed, 1):
+        raise OSError(f"{name} would inflate {size // max(compressed, 1)}-fold ({compressed} bytes to {size}): a zip "
+                      f"bomb, not a film; not read")
+
+
+def read_file(path: Path, name: str | None = None) -> bytes:
+    """A file's bytes, refused (OSError) unread when larger than MAX_FILE_BYTES."""
+    _check_size(name or str(path), path.stat().st_size)
+    return path.read_bytes()
+
 
 class SourceError(ValueError):
     """The raw source cannot be opened; the message names it and the fix."""
+
+
+def _unreadable_folder(err: OSError) -> None:
+    # os.walk skips a folder it cannot list, silently: a class folder would vanish from the data.
+    raise SourceError(f"cannot list {err.filename} ({err.strerror}): fix its permissions, then run again")
 
 
 def _clutter(path: str) -> bool:
@@ -48,22 +73,31 @@ class RawSource:
         """Every file's path relative to the source (not to `root`), sorted, clutter left out."""
         if self.kind == "zip":
             names = [info.filename for info in self._archive().infolist() if not info.is_dir()]
+            unsafe = next((name for name in names if name.startswith(("/", "\\")) or ".." in PurePosixPath(name).parts), None)
+            if unsafe is not None:
+                # No download packs such a name; zip tools would write it outside the folder it is unpacked in.
+                raise SourceError(f"{self.path}: member {unsafe!r} has an absolute or '..' path, which no dataset "
+                                  f"download has: re-create the zip from the dataset's folder")
         else:
             names = []
-            for root, dirs, files in os.walk(self.path):
+            for root, dirs, files in os.walk(self.path, onerror=_unreadable_folder):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 relative = Path(root).relative_to(self.path)
                 names += [(relative / name).as_posix() for name in files]
         return sorted(name for name in names if not _clutter(name))
 
     def read(self, name: str) -> bytes:
+        """A file's bytes; OSError (naming it) for one that cannot be read or is larger than MAX_FILE_BYTES, which
+        is checked before reading: a zip member by its declared size (reading stops there) and its ratio."""
         name = self.root + name
         if self.kind == "zip":
             try:
-                return self._archive().read(name)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError) as err:
+                info = self._archive().getinfo(name)
+                _check_size(name, info.file_size, info.compress_size)
+                return self._archive().read(info)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, KeyError) as err:
                 raise OSError(f"cannot read {name} from {self.path}: {err}") from None
-        return (self.path / name).read_bytes()
+        return read_file(self.path / name, name)
 
     def _archive(self) -> zipfile.ZipFile:
         # Opened lazily, per process: worker processes each get their own handle.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from cxr.params import Section, Seed
+from cxr.params import MAX_BATCH_SIZE, Section, Seed
 
 
 class EvaluateParams(Section):
     seed: Seed  # bootstrap resampling
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
     bootstrap_resamples: int = Field(ge=100)
     confidence_level: float = Field(gt=0, lt=1)
     calibration_bins: int = Field(ge=2)

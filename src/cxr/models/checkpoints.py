@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cxr.data.views import MASKED_VIEWS
 from cxr.io.files import atomic_path
 from cxr.io.weights import WeightsFileError, load_tensors
 from cxr.models.inference import to_device_format
@@ -47,11 +46,6 @@ def meta_problem(meta: object, required: dict = MODEL_META) -> str | None:
         return None
     if not len(meta["mean"]) == len(meta["std"]) == 3 or not all(isinstance(v, (int, float)) for v in (*meta["mean"], *meta["std"])):
         return f"its metadata has no per-channel mean and std for three channels ({meta['mean']!r}, {meta['std']!r})"
-    view = meta["preprocessing"]
-    if view.get("view") not in ("full", *MASKED_VIEWS) or not isinstance(view.get("image_size"), int):
-        return f"its preprocessing has no known view and image size ({view!r})"
-    if view["view"] in MASKED_VIEWS and not isinstance(view.get("lung_margin"), (int, float)):
-        return f"its preprocessing has no lung margin for the {view['view']} view ({view!r})"
     return None
 
 

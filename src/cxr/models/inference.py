@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -120,20 +119,3 @@ def mixed_precision(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-class DeviceError(ValueError):
-    """The device asked for does not exist here; the message says what to use."""
-
-
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", requested)
-    if match is None:
-        raise DeviceError(f"unknown device {requested!r}: use auto, cpu, cuda or cuda:N")
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"{requested!r} asked for, but no CUDA device is available here; use auto or cpu")
-        if int(match.group(1) or 0) >= torch.cuda.device_count():
-            raise DeviceError(f"{requested!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s); "
-                              f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}, auto or cpu")
-    return torch.device(requested)

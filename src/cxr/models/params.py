@@ -5,12 +5,12 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from cxr.models.registry import check_arch, min_input_size
-from cxr.params import Section
+from cxr.params import MAX_IMAGE_SIDE, Section
 
 
 class ModelParams(Section):
     arch: str  # a torchvision classifier (resnet18, densenet161, ...) or timm/<name>
-    image_size: int
+    image_size: int = Field(le=MAX_IMAGE_SIDE)
     lr: float = Field(gt=0)
     weights: str = "none"  # none (random init, offline), imagenet (download) or a path to a weights file
 

@@ -8,13 +8,17 @@ no existing stage's code dependencies, and a typo in one stage's section never s
 from __future__ import annotations
 
 import argparse
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+if TYPE_CHECKING:
+    import torch
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -25,7 +29,8 @@ class ParamsError(ValueError):
 
 class Section(BaseModel):
     # A typo such as `epoch:` must fail loudly instead of silently keeping the default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `seed: "42"` is a string, not a number, and `lr: .inf` no learning rate.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -40,6 +45,11 @@ def _known_device(device: str) -> str:
     return device
 
 
+# Upper bounds that follow from memory: prepare holds a split as uint8 side x side arrays and a batch goes
+# through the network at once. 1024 px is four times the study's inputs; a 100000 px side would need 10 GB a film.
+MAX_IMAGE_SIDE = 1024
+MAX_BATCH_SIZE = 1024
+
 # The keys several stages share.
 Classes = Annotated[list[str], Field(min_length=2), AfterValidator(_unique)]
 Names = Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
@@ -49,6 +59,28 @@ Seed = Annotated[int, Field(ge=0)]
 Workers = Annotated[int, Field(ge=0)]  # decoding processes; 0: one per CPU core
 
 
+class DeviceError(ValueError):
+    """The device asked for does not exist here; the message says what to use."""
+
+
+def resolve_device(requested: str) -> torch.device:
+    """The torch device `requested` names (auto: CUDA when there is one), if this machine has it."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", requested)
+    if match is None:
+        raise DeviceError(f"unknown device {requested!r}: use auto, cpu, cuda or cuda:N")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"{requested!r} asked for, but no CUDA device is available here; use auto or cpu")
+        if int(match.group(1) or 0) >= torch.cuda.device_count():
+            raise DeviceError(f"{requested!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                              f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}, auto or cpu")
+    return torch.device(requested)
+
+
 def worker_count(workers: int) -> int:
     import os
 
@@ -56,6 +88,20 @@ def worker_count(workers: int) -> int:
         return workers
     # The cores this process may use (a container or CI runner often allows fewer than the machine has).
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the last, silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice (the later one would "
+                                                        f"silently win): keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def read_params_file(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
@@ -73,14 +119,28 @@ def read_params_file(path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     except OSError as err:
         raise ParamsError(f"{path} cannot be read ({err.strerror or err})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ParamsError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must be a mapping of keys to values, not a {type(raw).__name__}")
+    not_finite = sorted(_non_finite(raw))
+    if not_finite:
+        raise ParamsError(f"{path}: {', '.join(not_finite)}: not a finite number (.inf and .nan are no setting)")
     return raw
+
+
+def _non_finite(node: Any, where: str = "") -> Iterator[str]:
+    if isinstance(node, float) and not math.isfinite(node):
+        yield where
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _non_finite(value, f"{where}[{index}]")
 
 
 _MISSING = object()
@@ -149,8 +209,6 @@ def stage_params(schemas: Mapping[str, Any], path: Path | str = PARAMS_FILE) -> 
         raise SystemExit(f"error: {err}") from None
     if "device" in params:
         # Checked here, where the stage runs: a team's params may name a GPU other machines lack.
-        from cxr.models.inference import DeviceError, resolve_device
-
         try:
             resolve_device(params["device"])
         except DeviceError as err:

@@ -11,6 +11,7 @@ sheets and READMEs beside its films. A file without a suffix is tried: DICOM fil
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from cxr.data.layouts import Listing, is_image_name, list_source
 from cxr.io.images import IMAGE_SUFFIXES
-from cxr.io.sources import RawSource, SourceError
+from cxr.io.sources import RawSource, SourceError, read_file
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def collect_inputs(paths: list[Path]) -> Inputs:
             inputs.missing.append((str(path), "no such file or folder"))
             continue
         if path.is_file() and path.suffix.lower() != ".zip":
-            inputs.files.append(InputFile(str(path), path.read_bytes))
+            inputs.files.append(InputFile(str(path), functools.partial(read_file, path)))
             continue
         try:
             source = RawSource(path)

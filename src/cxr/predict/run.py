@@ -13,6 +13,7 @@ are kept apart, as unreliable; `abstain=False` classifies it anyway.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,7 @@ class Predictor:
             self.model, self.meta = load_checkpoint(checkpoint, device)
         except CheckpointError as err:
             raise PredictError(f"{err}; or fetch it from the team's remote (`dvc pull {checkpoint}`)") from None
-        problem = meta_problem(self.meta, PREDICT_META)
+        problem = meta_problem(self.meta, PREDICT_META) or view_problem(self.meta["preprocessing"])
         if problem:
             raise PredictError(f"{checkpoint}: {problem}; retrain it (`dvc repro`) or fetch it again (`dvc pull {checkpoint}`)")
         folder = Path(checkpoint).parent
@@ -192,9 +193,22 @@ class Predictor:
             probability = (prediction.probabilities or prediction.unreliable_probabilities or {}).get(shown)
             verdict = shown if prediction.predicted else f"ABSTAIN (most likely {shown})"
             title = f"{Path(name).name}: {verdict}" + ("" if probability is None else f" {probability:.2f}")
-            write_prediction_figure(path, image, cam, saliency, mask, title, self.explain.method)
-            explanation["figure"] = str(path)
+            try:
+                write_prediction_figure(path, image, cam, saliency, mask, title, self.explain.method)
+                explanation["figure"] = str(path)
+            except OSError as err:  # a full disk or a read-only folder costs the figure, not the prediction
+                explanation["figure"] = None
+                prediction.notes.append(f"figure not written ({err.strerror or err})")
         return explanation
+
+
+def view_problem(view: dict) -> str | None:
+    """Why a checkpoint's preprocessing cannot be redone by make_view (None when it can)."""
+    if view.get("view") not in ("full", *MASKED_VIEWS) or not isinstance(view.get("image_size"), int):
+        return f"its preprocessing has no known view and image size ({view!r})"
+    if view["view"] in MASKED_VIEWS and not isinstance(view.get("lung_margin"), (int, float)):
+        return f"its preprocessing has no lung margin for the {view['view']} view ({view!r})"
+    return None
 
 
 def rounded(value: float) -> float | None:
@@ -203,9 +217,11 @@ def rounded(value: float) -> float | None:
 
 
 def figure_stem(name: str) -> str:
-    """A file name for a film's figure that stays unique across the folders and archives predicted at once."""
-    stem = str(Path(name).with_suffix("")) if Path(name).suffix else name
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem.strip("/"))[-150:]
+    """A file name for a film's figure, readable and unique per input path: x.png and x.jpg, or `a b.png` and
+    a_b.png, read alike once made safe, so a hash of the whole path tells them apart."""
+    readable = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip("/"))[-120:]
+    digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{readable}-{digest}"
 
 
 __all__ = ["ExplainSettings", "Prediction", "PredictError", "Predictor", "Segmenter", "UnreadableImage"]

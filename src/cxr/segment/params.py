@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from cxr.params import Section, Seed
+from cxr.params import MAX_BATCH_SIZE, MAX_IMAGE_SIDE, Section, Seed
 
 # lung: one class; diagnosis: each lung labelled with its image's class (COVID-19 / Pneumonia / Normal), as
 # the original study did, so the segmenter also classifies.
@@ -19,9 +19,9 @@ class SegmentTrainParams(Section):
     model: str  # an Ultralytics YOLOv8 segmentation YAML, e.g. yolov8n-seg.yaml (built from scratch: nothing to download)
     # none: start from random weights; or the path of a .pt file (e.g. yolov8n-seg.pt) to start from.
     weights: str
-    image_size: int = Field(ge=32, multiple_of=32)  # YOLO's input size (imgsz); stride 32
+    image_size: int = Field(ge=32, le=MAX_IMAGE_SIDE, multiple_of=32)  # YOLO's input size (imgsz); stride 32
     epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
     lr: float = Field(gt=0)  # Ultralytics' lr0
 
     @field_validator("model")

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from cxr.io.log import epoch_log
 from cxr.segment.export import DATA_YAML, label_names
 from cxr.segment.params import SegmentTrainParams
 from cxr.segment.yolo import ultralytics_offline
-from cxr.training.log import epoch_log
 
 # Ultralytics' default training recipe, changed where it does not suit X-ray films or small CPU runs.
 RECIPE = {

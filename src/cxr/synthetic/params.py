@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from cxr.params import Section, Seed
+from cxr.params import MAX_IMAGE_SIDE, Section, Seed
 
 
 def overlapping_folders(first: Path | str, second: Path | str) -> bool:
@@ -19,7 +19,7 @@ class GenerateParams(Section):
     seed: Seed
     out_dir: str
     images_per_class: int = Field(ge=1)
-    image_size: int = Field(ge=64)
+    image_size: int = Field(ge=64, le=MAX_IMAGE_SIDE)
     follow_up_fraction: float = Field(ge=0, le=1)
     duplicate_fraction: float = Field(ge=0, le=1)
     shortcut: float = Field(ge=0, le=1)  # share of the twin's films that carry the class marker
@@ -39,6 +39,6 @@ class RadiographyParams(Section):
     seed: Seed
     out_zip: str
     images_per_class: int = Field(ge=1)
-    image_size: int = Field(ge=64)
-    mask_size: int = Field(ge=64)
+    image_size: int = Field(ge=64, le=MAX_IMAGE_SIDE)
+    mask_size: int = Field(ge=64, le=MAX_IMAGE_SIDE)
     gamma: float = Field(gt=0.2, lt=5)  # the site's tone curve on every film; 1: none

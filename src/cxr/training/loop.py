@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from cxr.io.arrays import SplitArrays, intensity_stats
 from cxr.io.files import atomic_dir
+from cxr.io.log import epoch_log
 from cxr.io.weights import load_tensors
 from cxr.metrics.classification import validation_scores
 from cxr.models.checkpoints import save_checkpoint
@@ -22,7 +23,6 @@ from cxr.models.inference import SplitBatches, mixed_precision, model_input, pre
 from cxr.models.params import ModelParams
 from cxr.models.registry import build_model, pretrained_normalization, uses_aux_head
 from cxr.training.augment import augment_batch
-from cxr.training.log import epoch_log
 from cxr.training.order import EpochOrders
 from cxr.training.params import TrainParams
 from cxr.training.processes import SINGLE, Processes

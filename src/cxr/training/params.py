@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cxr.params import Section, Seed
+from cxr.params import MAX_BATCH_SIZE, Section, Seed
 
 
 class AugmentParams(Section):
     rotation_degrees: float = Field(ge=0, le=180)
-    scale: tuple[float, float]
+    scale: tuple[float, float] = Field(strict=False)  # YAML has lists, not tuples: [low, high]
     translate: float = Field(ge=0, le=1)
     brightness: float = Field(ge=0, le=1)
     contrast: float = Field(ge=0, le=1)
@@ -28,7 +28,7 @@ class AugmentParams(Section):
 class TrainParams(Section):
     seed: Seed  # weights initialisation, batch order and augmentation; the data and split do not depend on it
     epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)
     weight_decay: float = Field(ge=0)
     class_balance: Literal["loss", "sampler", "none"]
     # Processes training one model together (torchrun, DistributedDataParallel): one per GPU, or CPU

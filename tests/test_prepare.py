@@ -192,16 +192,14 @@ def test_same_image_in_two_classes_is_dropped(raw, workdir):
     assert dropped == {"Pneumonia/images/copy.png", f"Normal/images/{source.name}"}
 
 
-def test_class_without_usable_images_is_reported_and_stops_training(raw, workdir):
+def test_class_without_usable_images_stops_the_index_with_class_and_folder(raw, workdir):
+    """A class folder whose files are all unusable is a broken download, not a smaller dataset: the index stage
+    stops and writes nothing, before any view or training is built on what is left."""
     for path in (raw / "Pneumonia" / "images").iterdir():
         path.write_bytes(b"")
-    report = _view(workdir, "full")
-    # An index may lack a class (Kermany has no COVID-19: an external test set), so it says so ...
-    assert all(counts["Pneumonia"] == 0 for counts in json.loads(source_report_file("synthetic").read_text())["counts"].values())
-    assert report["counts"]["train"]["Pneumonia"] == 0
-    # ... and training on it stops with the class named.
-    with pytest.raises(SystemExit, match=r"no images of \['Pneumonia'\]"):
-        run_stage("train", "--model", "resnet18", "--dataset", "full")
+    with pytest.raises(SystemExit, match=r"source\.synthetic: class Pneumonia: no usable image in Pneumonia \(unreadable image \d+\)"):
+        _index(workdir)
+    assert not source_report_file("synthetic").exists() and not index_file("synthetic").exists()
 
 
 def test_missing_or_foreign_raw_source_stops_with_the_path_named(raw, workdir):

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -334,3 +335,13 @@ def test_a_zip_member_with_an_absolute_or_parent_path_is_named(tmp_path, capsys)
             _index(archive)
         assert cxr(["inspect", str(archive)]) == 1
         assert f"member {evil!r}" in capsys.readouterr().err
+
+
+def test_a_full_disk_in_a_stage_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    (tmp_path / "params.yaml").write_text("device: cpu\n")
+    stage_params({"device": Device}, tmp_path / "params.yaml")  # what every stage calls first
+    sys.excepthook(OSError, OSError(errno.ENOSPC, "No space left on device", "models/full/.resnet18.pt.tmp-1"), None)
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: no space left on the device while writing models/full/") and "\n" not in error
+    assert "previous ones are intact" in error

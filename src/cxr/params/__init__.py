@@ -8,8 +8,10 @@ no existing stage's code dependencies, and a typo in one stage's section never s
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -201,8 +203,19 @@ def stage_arguments(description: str | None, argv: list[str] | None = None, *, m
     return parser.parse_args(argv)
 
 
+def one_line_when_the_disk_is_full(kind: type, value: BaseException, traceback: Any) -> None:
+    """A stage's excepthook: a full disk is the machine's state, not a bug, so it gets one line, not a traceback."""
+    if isinstance(value, OSError) and value.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" while writing {value.filename}" if value.filename else ""
+        print(f"error: no space left on the device{where}: outputs are replaced only when complete, so the previous "
+              f"ones are intact; free space, then run the stage again", file=sys.stderr)
+        return
+    sys.__excepthook__(kind, value, traceback)
+
+
 def stage_params(schemas: Mapping[str, Any], path: Path | str = PARAMS_FILE) -> dict[str, Any]:
     """load_params for a stage: a problem stops the process with its one-line-per-key message."""
+    sys.excepthook = one_line_when_the_disk_is_full
     try:
         params = load_params(schemas, path)
     except ParamsError as err:

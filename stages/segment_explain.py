@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     write_zone_figure(evaluation, metrics, classes, f"Segmenter on {args.dataset}: lung zones segmented and attended to, "
                       f"by diagnosis", segment_zones_file(args.dataset))
     write_json(segment_interpretation_file(args.dataset), metrics)
-    print(f"segmenter on {args.dataset}: Grad-CAM lung energy {metrics['attention_lung_energy']:.3f} "
-          f"(lift {metrics['attention_lung_lift']:.2f}), uncertainty on the lung border {metrics['uncertainty_on_border']:.2f}")
+    shown = {key: "n/a" if metrics[key] is None else format(metrics[key], ".3f")  # undefined when nothing was found
+             for key in ("attention_lung_energy", "attention_lung_lift", "uncertainty_on_border")}
+    print(f"segmenter on {args.dataset}: Grad-CAM lung energy {shown['attention_lung_energy']} "
+          f"(lift {shown['attention_lung_lift']}), uncertainty on the lung border {shown['uncertainty_on_border']}")
 
 
 if __name__ == "__main__":

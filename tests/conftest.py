@@ -14,8 +14,19 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+# Libraries that write environment variables when first imported (OpenCV its Qt paths, scikit-learn OpenMP's
+# settings, torch's compiler its cache folder) are imported before the first test, so that the guard below sees
+# only what tests and our code change.
+import cv2  # noqa: F401
 import pytest
+import sklearn  # noqa: F401
+import torch
+import torchvision  # noqa: F401
 import yaml
+
+from tests.global_state import global_state_unchanged  # noqa: F401  (autouse: every test leaves process state as found)
+
+pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,6 +34,23 @@ REPO = Path(__file__).resolve().parents[1]
 # of its own, never the user's, whichever test imports it first (cxr.segment.yolo does the same per stage).
 os.environ.update(YOLO_CONFIG_DIR=tempfile.mkdtemp(prefix="ultralytics-tests-"), YOLO_OFFLINE="1",
                   YOLO_AUTOINSTALL="false", YOLO_VERBOSE="false")
+
+
+# pyproject's per-test limit is for ordinary tests; a pipeline test may build a shared pipeline first.
+PIPELINE_TIMEOUT = 1500
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("pipeline") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(PIPELINE_TIMEOUT))
+
+
+# Under pytest-xdist each worker takes its share of the cores, and so do the pipeline stages it starts.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // WORKERS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def default_params() -> dict:
@@ -50,6 +78,13 @@ def tiny_params(**overrides) -> dict:
             node = node[parent]
         node[key] = value
     return params
+
+
+def tiny_pipeline_params() -> dict:
+    """tiny_params with two of the four models: the plain ResNet path and InceptionV3's (its own input size and
+    auxiliary head). Every stage of the pipeline still runs; each architecture is trained and explained at its
+    real size in the unit tests."""
+    return tiny_params(models=["resnet18", "inception_v3"])
 
 
 def one_run_params() -> dict:
@@ -137,6 +172,27 @@ def baseline_repo(repo: Path, params: dict) -> Path:
     return repo
 
 
+def copy_repo(source: Path, target: Path) -> Path:
+    """A copy of a reproduced pipeline (work tree, git history and DVC cache) to change without touching the
+    original, which other tests share."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline (every stage: views, runs, cross tests, probes, the segmenter, the report) at
+    tiny_pipeline_params, reproduced and committed once per session. Shared: read it, or change a copy_repo of it."""
+    return baseline_repo(tmp_path_factory.mktemp("tiny-pipeline"), tiny_pipeline_params())
+
+
+@pytest.fixture(scope="session")
+def one_run_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one_run_params pipeline reproduced and committed once per session. Shared: read it, or change a
+    copy_repo of it."""
+    return baseline_repo(tmp_path_factory.mktemp("one-run-pipeline"), one_run_params())
+
+
 def stage(name: str) -> ModuleType:
     """The DVC entry point stages/<name>.py as a module (the entry points are scripts, not an installed package)."""
     spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
@@ -147,6 +203,20 @@ def stage(name: str) -> ModuleType:
 
 def run_stage(name: str, *args: str) -> None:
     stage(name).main(list(args))
+
+
+# CI sets this, so that a missing server or browser fails the run instead of skipping what it should test.
+REQUIRE_SYSTEM = "CXR_TESTS_REQUIRE_SYSTEM"
+
+
+def require_system(program: Path, package: str) -> None:
+    """Skips the calling test, with the reason, where `program` is not installed, unless REQUIRE_SYSTEM is set
+    (then it fails)."""
+    if not Path(program).is_file():
+        message = f"{program} not found: install {package}, as .ci/run does"
+        if os.environ.get(REQUIRE_SYSTEM):
+            pytest.fail(f"{message} ({REQUIRE_SYSTEM} is set: system tests must run here)")
+        pytest.skip(message)
 
 
 class NetworkBlocked(OSError):
@@ -169,3 +239,4 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
     monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
     return attempts
+

@@ -22,7 +22,7 @@ from cxr.data.params import SourceParams
 from cxr.paths import source_audit_file
 from cxr.synthetic.generator import write_dataset
 from tests.conftest import run_stage, tiny_params, write_params
-from tests.test_layouts import CLASSES, INDEX, film, lungs, png, write_folder
+from tests.standins import CLASSES, INDEX, film, lungs, png, write_folder
 
 PER_CLASS = 12
 METRICS = {"baseline_accuracy", "baseline_accuracy_ci_low", "baseline_accuracy_ci_high", "baseline_macro_f1",

@@ -62,6 +62,8 @@ def prepared(tiny_raw: Path, workdir: Path) -> Path:
     return workdir
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_two_gloo_processes_write_what_one_writes(prepared):
     single, single_metrics, single_losses = train_and_evaluate(prepared, 1)
     single_logs = log_files(prepared)
@@ -79,6 +81,8 @@ def test_two_gloo_processes_write_what_one_writes(prepared):
     assert len(double_losses) == len(single_losses) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.system
 def test_two_gloo_processes_learn_what_one_learns(prepared):
     train = SplitArrays.load(split_dir("full", "train"))
     even = len(train) - len(train) % 2  # no image repeated to even out the two shards

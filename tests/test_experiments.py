@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import baseline_repo, dvc_in, one_run_params, run_in
+from tests.conftest import copy_repo, dvc_in, run_in
 
 pytestmark = pytest.mark.pipeline
 
@@ -17,8 +17,9 @@ METRIC = "metrics/classify/lungs/resnet18.json"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return baseline_repo(tmp_path_factory.mktemp("experiments"), one_run_params())
+def repo(one_run_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared one-run pipeline: this module's experiments are applied and pushed from it."""
+    return copy_repo(one_run_pipeline, tmp_path_factory.mktemp("experiments") / "repo")
 
 
 def experiments(repo: Path) -> dict[str, dict]:

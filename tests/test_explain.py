@@ -366,6 +366,7 @@ def lung_model():
 # Maps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", STUDY_ARCHS)
 def test_maps_at_default_size(arch):
     size = default_sizes()[arch]
@@ -385,6 +386,7 @@ def test_maps_at_default_size(arch):
     assert road.shape == (2,) and np.isfinite(road).all()
 
 
+@pytest.mark.slow
 def test_smoothgrad_differs_from_vanilla_and_is_reproducible(lung_model):
     model, mean, std = lung_model
     inputs = inputs_of(striped(4, seed=11), SIZE, mean, std)
@@ -438,6 +440,7 @@ def lung_lifts(model, mean, std, test: SplitArrays) -> dict[str, np.ndarray]:
             "saliency": np.array([lung_lift(m, k) for m, k in zip(saliency, masks)])}
 
 
+@pytest.mark.slow
 def test_maps_of_a_model_with_its_signal_in_the_lungs_favour_the_lungs(lung_model):
     """Uniform maps have lift 1; an untrained resnet already leans a little towards the striped, darker lungs
     (about 1.2), so the control moves the stripes outside the lungs: the same training must then move the

@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from cxr import paths
-from cxr.explain.figures import panel_rows, shared_image, write_class_panels, write_cross_model_figure, write_zones_figure
+from cxr.explain.figures import (
+    panel_rows,
+    shared_image,
+    write_class_panels,
+    write_cross_model_figure,
+    write_zones_figure,
+)
 from cxr.explain.results import Explanations
 from cxr.explain.scores import ZONES
 from cxr.report.summary import explanations_table, summary_table, zone_class, zones_table

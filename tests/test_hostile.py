@@ -31,7 +31,7 @@ from cxr.models.registry import WeightsError, build_model, read_state_dict
 from cxr.params import Device, stage_params
 from cxr.paths import index_file
 from cxr.segment.train import SegmenterError, read_ultralytics_file
-from tests.test_layouts import CLASSES, INDEX, class_folders_tree, dicom, write_folder, write_zip
+from tests.standins import CLASSES, INDEX, class_folders_tree, dicom, write_folder, write_zip
 
 FILM = (np.add.outer(np.arange(64), np.arange(64)) * 16).astype(np.uint16)  # a 12-bit gradient
 

@@ -13,7 +13,7 @@ import pytest
 
 from cxr.cli import main
 from tests.conftest import tiny_params, write_params
-from tests.test_layouts import (
+from tests.standins import (
     RADIOGRAPHY_ROOT,
     SIRM,
     brighter,

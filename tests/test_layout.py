@@ -170,14 +170,21 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
 def test_declared_outputs_are_the_paths_the_code_writes():
     params = default_params()
     stages = resolved_stages()
+    # Every entry params names has its stage: a run per model and dataset (and per probe), a cross test per model
+    # and entry, an index per source, a view per dataset, the segmenter's evaluations, each generator's output.
+    declared = {Path(out) for outs, _ in stages.values() for out in outs}
     probe = params["probe"]
-    runs = len(params["models"]) * len(params["datasets"]) + len(probe["models"]) * len(probe["datasets"])
-    cross = len(params["models"]) * len(params["cross_tests"]) + len(probe["models"]) * len(probe["cross_tests"])
-    segment = (1 + len(params["segment"]["train_on"]) + 2 * len(params["segment"]["evaluate_on"])
-               + len(params["segmented_dataset"]))
-    generators = len(params["generate"]) + len(params["generate_radiography"])
-    assert len(stages) == (generators + len(params["source"]) + len(params["dataset"]) + 3 * runs + cross + 1
-                           + segment)
+    wanted = ({paths.model_file(d, m) for grid in (params, probe) for m in grid["models"] for d in grid["datasets"]}
+              | {paths.metrics_file(t["trained_on"], m, t["tested_on"]) for grid in (params, probe)
+                 for m in grid["models"] for t in grid["cross_tests"]}
+              | {paths.index_dir(name) for name in params["source"]}
+              | {paths.prepared_dir(name) for name in [*params["dataset"], *params["segmented_dataset"]]}
+              | {paths.segment_export_dir(name) for name in params["segment"]["train_on"]}
+              | {paths.segment_gallery_file(name) for name in params["segment"]["evaluate_on"]}
+              | {Path(entry["out_dir"]) for entry in params["generate"].values()}
+              | {Path(entry["out_zip"]) for entry in params["generate_radiography"].values()}
+              | {paths.SEGMENTER_FILE, paths.INDEX_FILE})
+    assert wanted - declared == set()
     for address, (outs, deps) in stages.items():
         expected_outs, expected_inputs = expected_paths(address, params)
         assert {Path(p) for p in outs} == expected_outs, address

@@ -18,11 +18,13 @@ def every_section(params: dict) -> dict:
 
 
 def test_repository_params_are_valid():
-    params = default_params()
-    values = load_params(every_section(params), REPO / "params.yaml")
-    assert values["models"] == ["resnet18", "resnet34", "densenet161", "inception_v3"]
+    values = load_params(every_section(default_params()), REPO / "params.yaml")
+    # Every name a list gives has its entry, which load_params validated.
+    assert values["models"] and {f"model.{name}" for name in values["models"]} <= set(values)
+    assert {f"dataset.{name}" for name in [*values["datasets"], *values["probe"].datasets]} <= set(values)
+    # The default run compares the full and the lungs view, and probes the outside one.
     assert {values[f"dataset.{name}"].view for name in values["datasets"]} == {"full", "lungs"}
-    assert values["probe"].datasets == ["outside", "shortcut_full"] and values["dataset.outside"].view == "outside"
+    assert "outside" in {values[f"dataset.{name}"].view for name in values["probe"].datasets}
     # Both trained datasets are views of one source, so they share its split.
     assert len({values[f"dataset.{name}"].source for name in values["datasets"]}) == 1
 

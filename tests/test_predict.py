@@ -21,7 +21,7 @@ from cxr.cli import main as cxr
 from cxr.paths import predictions_file
 from cxr.predict.run import figure_stem
 from tests.conftest import run_stage, tiny_params, write_params
-from tests.test_layouts import dicom
+from tests.standins import dicom
 
 
 def _as_jpeg(path: Path) -> None:

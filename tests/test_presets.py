@@ -39,32 +39,58 @@ def test_the_default_params_are_a_whole_pipeline():
     assert check_params(REPO / "params.yaml") == []
 
 
-def test_study_preset_sets_the_studys_settings_on_the_radiography_database(checkout, capsys):
-    before = (checkout / "params.yaml").read_text()
+def dotted_settings(preset: str) -> dict:
+    """The keys a preset file sets, after those of its base, read from the files themselves."""
+    settings = yaml.safe_load((REPO / "presets" / f"{preset}.yaml").read_text())
+    base = settings.pop("base", None)
+    return {**(dotted_settings(base) if base else {}), **settings}
+
+
+def value_at(params: dict, dotted: str):
+    for part in dotted.split("."):
+        params = params[part]
+    return params
+
+
+def without(params: dict, dotted_keys) -> dict:
+    """params without the given keys (and without the generators, which a preset drops when unused)."""
+    params = json.loads(json.dumps(params))
+    for dotted in [*dotted_keys, "generate", "generate_radiography"]:
+        *parents, key = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(key, None)
+    return params
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_preset_sets_its_keys_and_nothing_else(checkout, capsys, preset):
+    before = yaml.safe_load((checkout / "params.yaml").read_text())
+    settings = dotted_settings(preset)
+    assert cli.main(["preset", preset]) == 0
+    after = yaml.safe_load((checkout / "params.yaml").read_text())
+    for key, value in settings.items():
+        assert value_at(after, key) == value, key
+    assert without(after, settings) == without(before, settings)
+    # Generators nothing reads any more are dropped, and said so.
+    out = capsys.readouterr().out
+    for section in ("generate", "generate_radiography"):
+        assert (after[section] == {}) == (f"  {section}: dropped" in out)
+    load_params(section_schemas(after), checkout / "params.yaml")
+
+
+def test_a_preset_whose_download_is_missing_names_the_path_and_the_fix(checkout):
     assert cli.main(["preset", "study"]) == 0
-    text = (checkout / "params.yaml").read_text()
-    params = yaml.safe_load(text)
-    # The study: 224 px, 299 for InceptionV3, ImageNet weights, 5 epochs, lr 1e-3 (docs/seed-study notes).
-    for name, entry in params["model"].items():
-        assert entry["image_size"] == (299 if name == "inception_v3" else 224)
-        assert entry["weights"] == "imagenet" and entry["lr"] == pytest.approx(1e-3)
-    assert params["train"]["epochs"] == 5 and params["prepare"]["image_size"] == 299
-    # From its base preset: the downloaded Radiography Database, its three views, the cascade and the outside probe.
-    assert params["source"] == {"radiography": {"path": KAGGLE_ZIP, "layout": "radiography", "class_map": {},
-                                                "patient_id_pattern": None, "own_split": False}}
-    assert {name: (entry["source"], entry["view"]) for name, entry in params["dataset"].items()} == {
-        "full": ("radiography", "full"), "lungs": ("radiography", "lungs"), "outside": ("radiography", "outside")}
-    assert params["cross_tests"] == [{"trained_on": "lungs", "tested_on": "lungs_segmented"}]
-    assert params["probe"] == {"models": ["resnet18"], "datasets": ["outside"], "cross_tests": []}
-    # Nothing synthetic is left to generate, and the marked-twin experiment is gone with its source.
-    assert params["generate"] == {} and params["generate_radiography"] == {} and params["shortcut"] is None
-    load_params(section_schemas(params), checkout / "params.yaml")
     assert check_params(checkout / "params.yaml") == [
         f"  - source.radiography.path: {KAGGLE_ZIP} does not exist: download it there and `dvc add {KAGGLE_ZIP}`, "
         f"or point the path at your copy"]
-    # Each changed key is named, and the lines of every other key are as they were.
-    out = capsys.readouterr().out
-    assert "applied preset study" in out and "  train.epochs: 5" in out and "  generate: dropped" in out
+
+
+def test_a_preset_keeps_comments_and_number_spelling(checkout):
+    before = (checkout / "params.yaml").read_text()
+    assert cli.main(["preset", "study"]) == 0
+    text = (checkout / "params.yaml").read_text()
     removed, added = changed_lines(before, text)
     untouched = [line for line in before.splitlines() if line not in removed]
     assert "# Every knob of the pipeline." in text and "    horizontal_flip: false  # anatomy is not mirror-symmetric (heart on the left)" in text
@@ -209,6 +235,7 @@ def missing_dependencies(repo: Path) -> set[str]:
             and not any(dep == out or out in dep.parents or dep in out.parents for out in outs)}
 
 
+@pytest.mark.slow
 def test_every_preset_leaves_no_missing_dependency(tmp_path):
     """With the download where the preset points, every stage the params name finds its inputs."""
     copy_pipeline(tmp_path)
@@ -236,12 +263,23 @@ TINY = ["prepare.image_size=48", "train.epochs=1", "train.batch_size=8", "models
         "device=cpu"]
 
 
+# Each download layout once; presets that share a download (study is radiography with the study's settings on
+# top) are applied one after the other to the same run, as a user switching presets would.
+DOWNLOADS = {"radiography": ["radiography", "study"], "covid_qu_ex": ["covid-qu-ex"]}
+
+
+def test_every_preset_runs_end_to_end_below():
+    assert sorted(preset for presets in DOWNLOADS.values() for preset in presets) == PRESETS
+
+
 @pytest.mark.pipeline
-@pytest.mark.parametrize("preset", PRESETS)
-def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, preset):
+@pytest.mark.parametrize("source", list(DOWNLOADS))
+def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, source):
     """The README's steps on a stand-in download: dvc add, cxr inspect, cxr preset, dvc repro; nothing synthetic
-    is generated, every stage the params name runs, and the pipeline is then up to date."""
-    source, download, write_standin, layout = STANDINS[preset]
+    is generated, every stage the params name runs, and the pipeline is then up to date. A second preset on the
+    same download re-runs only what its settings change."""
+    first, *others = DOWNLOADS[source]
+    _, download, write_standin, layout = STANDINS[first]
     repo = tmp_path
     copy_pipeline(repo)
     shutil.copy(REPO / "params.yaml", repo / "params.yaml")
@@ -254,15 +292,19 @@ def test_a_download_runs_end_to_end_with_one_preset_command(tmp_path, preset):
     dvc_in(repo, "add", download)
     inspected = json.loads(run_in(repo, "cxr", "inspect", download, "--json"))
     assert inspected["sources"][0]["layout"] == layout
-    run_in(repo, "cxr", "preset", preset, *(arg for setting in TINY for arg in ("--set", setting)))
-    run_in(repo, "cxr", "check")
-    assert missing_dependencies(repo) == set()
-    dvc_in(repo, "repro")
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert not any(name.startswith("generate") for name in lock) and not (repo / "data/raw/synthetic").exists()
-    assert {f"index@{source}", "probe_train@resnet18-outside", "prepare_segmented@lungs_segmented",
-            "crosstest@resnet18-test0", "report"} <= set(lock)
-    summary = (repo / "reports" / "summary.md").read_text()
-    assert f"| {source} |" in summary and "| outside" in summary
-    assert json.loads(dvc_in(repo, "status", "--json")) == {}
-    assert "up to date" in dvc_in(repo, "repro")
+    for preset in [first, *others]:
+        before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"] if (repo / "dvc.lock").exists() else {}
+        run_in(repo, "cxr", "preset", preset, *(arg for setting in TINY for arg in ("--set", setting)))
+        run_in(repo, "cxr", "check")
+        assert missing_dependencies(repo) == set(), preset
+        dvc_in(repo, "repro")
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+        assert not any(name.startswith("generate") for name in lock) and not (repo / "data/raw/synthetic").exists()
+        assert {f"index@{source}", "probe_train@resnet18-outside", "prepare_segmented@lungs_segmented",
+                "crosstest@resnet18-test0", "report"} <= set(lock), preset
+        if before:  # the same download under another preset: neither indexed nor segmented again
+            assert all(lock[name] == before[name] for name in (f"index@{source}", "segment_train")), preset
+        summary = (repo / "reports" / "summary.md").read_text()
+        assert f"| {source} |" in summary and "| outside" in summary
+        assert json.loads(dvc_in(repo, "status", "--json")) == {}
+        assert "up to date" in dvc_in(repo, "repro")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import baseline_repo, changed_stages, dvc_in, one_run_params, run_in
+from tests.conftest import changed_stages, copy_repo, dvc_in, require_system, run_in
 
-pytestmark = pytest.mark.pipeline
+pytestmark = [pytest.mark.pipeline, pytest.mark.system]
 
 SSHD = Path("/usr/sbin/sshd")
 NOT_PUSHED = {"segment_export@lungs"}
@@ -32,9 +32,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def ssh_server(tmp_path_factory: pytest.TempPathFactory):
     """(url prefix, private key) of an sshd listening on 127.0.0.1, accepting only a key made here."""
-    if not SSHD.is_file():
-        pytest.fail(f"{SSHD} not found: install Debian's openssh-server (`apt-get install -y openssh-server`), "
-                    "as .ci/run does")
+    require_system(SSHD, "Debian's openssh-server (`apt-get install -y openssh-server`)")
     folder = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)], check=True)
@@ -66,9 +64,10 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reproduced tiny pipeline (one model, the lungs view), committed."""
-    return baseline_repo(tmp_path_factory.mktemp("origin"), one_run_params())
+def origin(one_run_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reproduced tiny pipeline (one model, the lungs view), committed: a copy, since this module adds remotes
+    and tags to it."""
+    return copy_repo(one_run_pipeline, tmp_path_factory.mktemp("origin") / "repo")
 
 
 def round_trip(origin: Path, clone: Path, remote: str, url: str, keyfile: Path | None = None) -> None:

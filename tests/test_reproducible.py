@@ -7,6 +7,7 @@ default run) in CI, when it happens, instead of on a user's machine.
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, copy_pipeline, dvc_in, run_in
@@ -19,6 +20,7 @@ def _outs(lock: dict, stage: str) -> list[dict]:
     return [{key: out[key] for key in ("path", "md5", "size", "nfiles") if key in out} for out in lock["stages"][stage]["outs"]]
 
 
+@pytest.mark.pipeline
 def test_data_stages_reproduce_the_committed_hashes(tmp_path):
     copy_pipeline(tmp_path)
     for name in ("params.yaml", "dvc.lock"):

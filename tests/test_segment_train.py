@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cxr.io.arrays import SplitArrays
+from cxr.io.process_state import process_state_restored
 from cxr.segment.export import export_dataset
 from cxr.segment.params import SegmentTrainParams
 from cxr.segment.predict import LungInstances, segment_lungs
@@ -83,10 +84,11 @@ def test_saved_segmenter_loads_in_ultralytics_itself(tmp_path, exported, no_netw
     checkpoint, _ = train(tmp_path, exported)
     from ultralytics import YOLO
 
-    model = YOLO(str(checkpoint))
-    assert model.task == "segment" and model.names == {0: "lung"}
-    result = model.predict(np.repeat(lung_films(1, 5).images[0][..., None], 3, axis=2), imgsz=SIZE, conf=0.001,
-                           device="cpu", verbose=False)
+    with process_state_restored(torch.device("cpu")):  # Ultralytics' model sets threads and environment variables
+        model = YOLO(str(checkpoint))
+        assert model.task == "segment" and model.names == {0: "lung"}
+        result = model.predict(np.repeat(lung_films(1, 5).images[0][..., None], 3, axis=2), imgsz=SIZE, conf=0.001,
+                               device="cpu", verbose=False)
     assert len(result) == 1
     assert no_network == []
 

@@ -55,6 +55,7 @@ def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
     assert len(steps) == 1 + 2  # header + one row per epoch
 
 
+@pytest.mark.slow
 def test_evaluate_writes_metrics_predictions_and_plots(prepared):
     run_stage("train", "--model", "inception_v3", "--dataset", "full")
     run_stage("evaluate", "--model", "inception_v3", "--dataset", "full")

@@ -315,6 +315,20 @@ def test_train_classifier_runs_end_to_end(films, workdir, class_balance, no_netw
     assert no_network == []
 
 
+def test_training_leaves_the_process_as_it_found_it(films, workdir):
+    """Seeds and deterministic kernels hold for the run only: a notebook or sweep training twice in one process
+    finds its own generators and settings afterwards (the suite's guard checks the flags after every test too)."""
+    from tests.global_state import flags, generators
+
+    before_flags, before_generators = flags(), generators()
+    train(every_fifth(films["train"]), films["val"], workdir, train_params(batch_size=8))
+    after_generators = generators()
+    assert flags() == before_flags
+    assert after_generators[0] == before_generators[0]
+    assert all(np.array_equal(a, b) for a, b in zip(after_generators[1][1:3], before_generators[1][1:3]))
+    assert torch.equal(after_generators[2], before_generators[2])
+
+
 # 4. The dvclive log and the checkpoint change only together.
 
 def snapshot(folder: Path) -> dict[str, bytes]:

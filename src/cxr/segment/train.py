@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from cxr.io.log import epoch_log
+from cxr.io.process_state import process_state_restored
 from cxr.segment.export import DATA_YAML, label_names
 from cxr.segment.params import SegmentTrainParams
 from cxr.segment.yolo import ultralytics_offline
@@ -97,7 +98,10 @@ def train_segmenter(params: SegmentTrainParams, label_mode: str, classes: list[s
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     # Named as cxr.io.files names temporaries (.<output>.tmp-<pid>-...): ignored by git and DVC, and removed by
     # the next write of the checkpoint if this process is killed.
-    with tempfile.TemporaryDirectory(dir=checkpoint.parent, prefix=f".{checkpoint.name}.tmp-{os.getpid()}-") as folder:
+    # Ultralytics' model and trainer seed the global generators and set deterministic mode, the thread count and
+    # environment variables for the whole process: all put back after training.
+    with process_state_restored(device), \
+            tempfile.TemporaryDirectory(dir=checkpoint.parent, prefix=f".{checkpoint.name}.tmp-{os.getpid()}-") as folder:
         work = Path(folder)
         ultralytics_offline(work / "config")
         from ultralytics import YOLO

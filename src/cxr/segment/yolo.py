@@ -33,15 +33,23 @@ def ultralytics_offline(config_dir: Path | None = None) -> ModuleType:
         atexit.register(shutil.rmtree, config_dir, True)
     config_dir = Path(config_dir).resolve()
     config_dir.mkdir(parents=True, exist_ok=True)
-    if "ultralytics" not in sys.modules:
-        os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
-        os.environ["YOLO_OFFLINE"] = "1"  # is_online() answers False without a DNS probe: no hub, no events
-        os.environ["YOLO_AUTOINSTALL"] = "false"
-        os.environ["YOLO_VERBOSE"] = "false"
-        # Ultralytics' own checkpoint loads (a trainer's best.pt) restricted too: weights-only, known layers only.
-        os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+    # Read at every is_online() call: answered False without a DNS probe, so no hub and no events.
+    os.environ["YOLO_OFFLINE"] = "1"
     # With an API key, Ultralytics' Platform callback uploads metrics and weights whatever YOLO_OFFLINE says.
     os.environ.pop("ULTRALYTICS_API_KEY", None)
+    if "ultralytics" not in sys.modules:
+        # Read once, at import. Importing also sets OMP_NUM_THREADS=1 and log levels for the whole process and its
+        # children (every torch process a caller starts later would get one thread): the caller's environment is
+        # put back after the import.
+        before = dict(os.environ)
+        os.environ.update(YOLO_CONFIG_DIR=str(config_dir), YOLO_AUTOINSTALL="false", YOLO_VERBOSE="false",
+                          # Ultralytics' own checkpoint loads (a trainer's best.pt) restricted: weights-only, known layers.
+                          ULTRALYTICS_SAFE_LOAD="1")
+        try:
+            import ultralytics
+        finally:
+            os.environ.clear()
+            os.environ.update(before)
     import ultralytics
     from PIL import Image
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, patches

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from cxr.models.inference import SplitBatches, mixed_precision, model_input, pre
 from cxr.models.params import ModelParams
 from cxr.models.registry import build_model, pretrained_normalization, uses_aux_head
 from cxr.training.augment import augment_batch
+from cxr.training.determinism import reproducible
 from cxr.training.order import EpochOrders
 from cxr.training.params import TrainParams
 from cxr.training.processes import SINGLE, Processes
@@ -39,83 +39,79 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
     validates, logs and writes.
     """
 
-    seed_everything(train_params.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    else:
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
-    check_every_class_present(train_split, classes)
-    model = to_device_format(build_model(model_params.arch, len(classes), model_params.image_size, model_params.weights),
-                             device)
-    mean, std = input_normalization(model_params.arch, model_params.weights, train_split)
+    with reproducible(train_params.seed, device):
+        check_every_class_present(train_split, classes)
+        model = to_device_format(build_model(model_params.arch, len(classes), model_params.image_size, model_params.weights),
+                                 device)
+        mean, std = input_normalization(model_params.arch, model_params.weights, train_split)
 
-    train_batches = SplitBatches(train_split, processes.share_of(train_params.batch_size), device,
-                                 drop_last=processes.shard_size(len(train_split)) % processes.share_of(train_params.batch_size) == 1)
-    orders = EpochOrders(train_split.labels, len(classes), train_params, processes)
-    val_batches = SplitBatches(val_split, train_params.batch_size, device) if processes.writes else None
-    criterion = nn.CrossEntropyLoss(weight=class_weights(train_split, len(classes), train_params).to(device))
-    trained = processes.wrap(model, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay,
-                                  fused=device.type == "cuda")
-    steps = train_batches.batches_of(processes.shard_size(len(train_split)))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_params.epochs * steps)
-    # One augmentation stream per process: the shards of a batch get different draws, as one process would.
-    augment_rng = torch.Generator().manual_seed(train_params.seed + processes.rank)
+        train_batches = SplitBatches(train_split, processes.share_of(train_params.batch_size), device,
+                                     drop_last=processes.shard_size(len(train_split)) % processes.share_of(train_params.batch_size) == 1)
+        orders = EpochOrders(train_split.labels, len(classes), train_params, processes)
+        val_batches = SplitBatches(val_split, train_params.batch_size, device) if processes.writes else None
+        criterion = nn.CrossEntropyLoss(weight=class_weights(train_split, len(classes), train_params).to(device))
+        trained = processes.wrap(model, device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=model_params.lr, weight_decay=train_params.weight_decay,
+                                      fused=device.type == "cuda")
+        steps = train_batches.batches_of(processes.shard_size(len(train_split)))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_params.epochs * steps)
+        # One augmentation stream per process: the shards of a batch get different draws, as one process would.
+        augment_rng = torch.Generator().manual_seed(train_params.seed + processes.rank)
 
-    def to_input(images: torch.Tensor) -> torch.Tensor:
-        return model_input(images, model_params.image_size, mean, std,
-                           lambda pixels: augment_batch(pixels, train_params.augment, augment_rng))
+        def to_input(images: torch.Tensor) -> torch.Tensor:
+            return model_input(images, model_params.image_size, mean, std,
+                               lambda pixels: augment_batch(pixels, train_params.augment, augment_rng))
 
-    precision = mixed_precision(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
+        precision = mixed_precision(device)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
 
-    best = {"macro_f1": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
-    with atomic_dir(log_dir) if processes.writes else contextlib.nullcontext() as log_tmp:
-        with epoch_log(log_tmp) if processes.writes else contextlib.nullcontext() as live:
-            for epoch in range(train_params.epochs):
-                batches = train_batches.in_order(orders.next_epoch())
-                train_loss = train_one_epoch(trained, batches, to_input, criterion, optimizer, scheduler, scaler,
-                                             precision, device, f"{desc} epoch {epoch + 1}/{train_params.epochs}",
-                                             total=steps, quiet=not processes.writes)
-                train_loss = processes.mean(train_loss, device)
-                if not processes.writes:
-                    continue  # the first process validates and keeps the best epoch; the others go on training
-                probabilities = predict_probabilities(model, val_batches, model_params.image_size, mean, std, device)
-                scores = validation_scores(val_split.labels, probabilities, len(classes))
-                live.log_metric("train/loss", train_loss)
-                live.log_metric("val/loss", scores["loss"])
-                live.log_metric("val/accuracy", scores["accuracy"])
-                live.log_metric("val/macro_f1", scores["macro_f1"])
-                live.log_metric("lr", scheduler.get_last_lr()[0])
-                live.next_step()
-                print(f"{desc} epoch {epoch + 1}: train loss {train_loss:.4f}, "
-                      f"val loss {scores['loss']:.4f}, val macro-F1 {scores['macro_f1']:.4f}", flush=True)
-                if scores["macro_f1"] > best["macro_f1"] or (scores["macro_f1"] == best["macro_f1"]
-                                                             and scores["loss"] < best["loss"]):
-                    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    best = {"macro_f1": scores["macro_f1"], "loss": scores["loss"], "epoch": epoch + 1, "state": state}
-            if processes.writes:
-                live.summary["best"] = {"epoch": best["epoch"], "val_macro_f1": best["macro_f1"]}
-        if not processes.writes:
-            return meta
+        best = {"macro_f1": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
+        with atomic_dir(log_dir) if processes.writes else contextlib.nullcontext() as log_tmp:
+            with epoch_log(log_tmp) if processes.writes else contextlib.nullcontext() as live:
+                for epoch in range(train_params.epochs):
+                    batches = train_batches.in_order(orders.next_epoch())
+                    train_loss = train_one_epoch(trained, batches, to_input, criterion, optimizer, scheduler, scaler,
+                                                 precision, device, f"{desc} epoch {epoch + 1}/{train_params.epochs}",
+                                                 total=steps, quiet=not processes.writes)
+                    train_loss = processes.mean(train_loss, device)
+                    if not processes.writes:
+                        continue  # the first process validates and keeps the best epoch; the others go on training
+                    probabilities = predict_probabilities(model, val_batches, model_params.image_size, mean, std, device)
+                    scores = validation_scores(val_split.labels, probabilities, len(classes))
+                    live.log_metric("train/loss", train_loss)
+                    live.log_metric("val/loss", scores["loss"])
+                    live.log_metric("val/accuracy", scores["accuracy"])
+                    live.log_metric("val/macro_f1", scores["macro_f1"])
+                    live.log_metric("lr", scheduler.get_last_lr()[0])
+                    live.next_step()
+                    print(f"{desc} epoch {epoch + 1}: train loss {train_loss:.4f}, "
+                          f"val loss {scores['loss']:.4f}, val macro-F1 {scores['macro_f1']:.4f}", flush=True)
+                    if scores["macro_f1"] > best["macro_f1"] or (scores["macro_f1"] == best["macro_f1"]
+                                                                 and scores["loss"] < best["loss"]):
+                        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                        best = {"macro_f1": scores["macro_f1"], "loss": scores["loss"], "epoch": epoch + 1, "state": state}
+                if processes.writes:
+                    live.summary["best"] = {"epoch": best["epoch"], "val_macro_f1": best["macro_f1"]}
+            if not processes.writes:
+                return meta
 
-        model.load_state_dict(best["state"])
-        meta = {
-            **meta,
-            "arch": model_params.arch,
-            "classes": list(classes),
-            "image_size": model_params.image_size,
-            "aux_logits": uses_aux_head(model_params.arch, model_params.image_size),
-            "mean": [float(v) for v in mean],
-            "std": [float(v) for v in std],
-            "weights": model_params.weights,
-            "epoch": best["epoch"],
-            "val_macro_f1": float(best["macro_f1"]),
-            "seed": train_params.seed,
-            "processes": processes.world,
-        }
-        save_checkpoint(checkpoint, model, meta)
-    return meta
+            model.load_state_dict(best["state"])
+            meta = {
+                **meta,
+                "arch": model_params.arch,
+                "classes": list(classes),
+                "image_size": model_params.image_size,
+                "aux_logits": uses_aux_head(model_params.arch, model_params.image_size),
+                "mean": [float(v) for v in mean],
+                "std": [float(v) for v in std],
+                "weights": model_params.weights,
+                "epoch": best["epoch"],
+                "val_macro_f1": float(best["macro_f1"]),
+                "seed": train_params.seed,
+                "processes": processes.world,
+            }
+            save_checkpoint(checkpoint, model, meta)
+        return meta
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -152,12 +148,6 @@ def classification_loss(outputs, targets: torch.Tensor, criterion: nn.Module) ->
             loss = loss + 0.4 * criterion(outputs.aux_logits, targets)
         return loss
     return criterion(outputs, targets)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 PROGRESS_EVERY = 20  # batches between progress-bar loss updates (each one waits for the GPU)

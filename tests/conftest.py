@@ -131,20 +131,23 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 
 
-def run_in(repo: Path, *command: str) -> str:
-    """A command in a pipeline copy, which must succeed; its stdout."""
+def run_in(repo: Path, *command: str, capture: bool = True) -> str:
+    """A command in a pipeline copy, which must succeed; its stdout. Without `capture`, its output is dropped: a
+    command that leaves processes running (`dvc queue start`) would otherwise be waited for until they end, since
+    they hold the pipes."""
     # The copy's own src/ comes first on the path, so its stages run its library, not the installed one.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                PYTHONPATH=str(repo / "src"),
                GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com")
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    result = subprocess.run(command, cwd=repo, env=env, stdout=output, stderr=output, text=True)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return result.stdout or ""
 
 
-def dvc_in(repo: Path, *args: str) -> str:
-    return run_in(repo, sys.executable, "-m", "dvc", *args)
+def dvc_in(repo: Path, *args: str, capture: bool = True) -> str:
+    return run_in(repo, sys.executable, "-m", "dvc", *args, capture=capture)
 
 
 def changed_stages(repo: Path) -> set[str]:

@@ -39,11 +39,14 @@ def experiments(repo: Path) -> dict[str, dict]:
 
 def test_a_queued_sweep_runs_on_two_workers_and_shows_sorted(repo):
     dvc_in(repo, "exp", "run", "--queue", "-S", "model.resnet18.lr=0.002,0.003")
-    dvc_in(repo, "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 900
-    while "Queued" in (status := dvc_in(repo, "queue", "status")) or "Running" in status:
-        assert time.monotonic() < deadline, f"the sweep did not finish:\n{status}"
-        time.sleep(5)
+    dvc_in(repo, "queue", "start", "-j", "2", capture=False)
+    try:
+        deadline = time.monotonic() + 900
+        while "Queued" in (status := dvc_in(repo, "queue", "status")) or "Running" in status:
+            assert time.monotonic() < deadline, f"the sweep did not finish:\n{status}"
+            time.sleep(5)
+    finally:
+        dvc_in(repo, "queue", "stop")  # workers may stay idle: none is left behind
     assert "Failed" not in status, status
     runs = experiments(repo)
     assert sorted(r["params"]["model"]["resnet18"]["lr"] for r in runs.values()) == [0.002, 0.003]

@@ -297,10 +297,12 @@ def test_the_pr_report_shows_what_a_params_change_moved(retrained, tmp_path, mon
     report = (tmp_path / "pr" / "report.md").read_text()
     params, metrics, plots = (report.split(f"### {name}")[1].split("###")[0] for name in ("Params", "Metrics", "Plots"))
     assert f"model.{RETRAINED}.lr" in params and "0.002" in params and len(params.strip().splitlines()) == 3
-    moved = {line.split("|")[1].strip() for line in metrics.splitlines() if line.startswith("| metrics/")}
-    # Only its evaluations moved (of both views and their cross tests), and its test scores among them.
-    assert {f"metrics/classify/full/{RETRAINED}.json", f"metrics/classify/lungs/{RETRAINED}.json"} <= moved
-    assert all(RETRAINED in path for path in moved), moved
+    listed = {line.split("|")[1].strip() for line in metrics.splitlines() if line.startswith("| metrics/")}
+    # Exactly the metrics files the experiment changed (git's account; at this scale a retrained model may well
+    # score the same), and those are the retrained model's.
+    changed = set(run_in(repo, "git", "diff", "--name-only", "HEAD", "--", "metrics").split())
+    assert listed == changed and changed, (listed, changed)
+    assert all(RETRAINED in path for path in listed), listed
     figures = {path.name for path in (tmp_path / "pr" / "plots").iterdir()}
     assert {f"reports_train_full_{RETRAINED}.png", f"reports_train_lungs_{RETRAINED}.png"} <= figures
     assert all(RETRAINED in name or name.endswith(("comparison.png", "explanations.png", "zones.png")) for name in figures)

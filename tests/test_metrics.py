@@ -7,10 +7,12 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from cxr.metrics.classification import (
+    accuracy_statistic,
     bootstrap_interval,
     classification_metrics,
     confusion_records,
     expected_calibration_error,
+    macro_f1_statistic,
     roc_records,
     slug,
 )
@@ -67,6 +69,33 @@ def test_bootstrap_interval_is_reproducible(predictions):
         return np.mean(y == p)
     first = bootstrap_interval(labels, probabilities.argmax(1), accuracy, 200, 0.95, seed=3)
     assert first == bootstrap_interval(labels, probabilities.argmax(1), accuracy, 200, 0.95, seed=3)
+
+
+def random_predictions(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Labels and predictions of a random size, class count and skill; the classes the labels hold."""
+    n, k = int(rng.integers(2, 120)), int(rng.integers(2, 5))
+    labels = rng.integers(0, k, n)
+    predictions = np.where(rng.random(n) < rng.random(), labels, rng.integers(0, k, n))
+    return labels, predictions, [c for c in range(k) if (labels == c).any()]
+
+
+def test_vectorized_statistics_are_scikit_learns_to_the_last_bit():
+    """The bootstrap's statistics, computed for every resample at once, give exactly scikit-learn's values (absent
+    classes, classes never predicted and zero divisions included), so the intervals are those of scikit-learn's
+    functions called once per resample."""
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        labels, predicted, present = random_predictions(rng)
+        assert macro_f1_statistic(present)(labels, predicted) == f1_score(labels, predicted, labels=present,
+                                                                          average="macro", zero_division=0)
+        assert accuracy_statistic(labels, predicted) == accuracy_score(labels, predicted)
+        if trial % 20 == 0:
+            def per_resample(y, p):
+                return f1_score(y, p, labels=present, average="macro", zero_division=0)
+            assert (bootstrap_interval(labels, predicted, macro_f1_statistic(present), 200, 0.95, seed=trial)
+                    == bootstrap_interval(labels, predicted, per_resample, 200, 0.95, seed=trial))
+    resamples = rng.integers(0, 3, (5, 40)), rng.integers(0, 3, (5, 40))
+    assert macro_f1_statistic([0, 1, 2])(*resamples).shape == (5,)
 
 
 def test_expected_calibration_error_by_hand():

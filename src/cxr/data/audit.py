@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cxr.metrics.classification import bootstrap_interval
+from cxr.metrics.classification import accuracy_statistic, bootstrap_interval, macro_f1_statistic
 
 # Lung-mask statuses a lungs view can use; the others are reasons why a film has none.
 USABLE_MASKS = ("file", "resized", "from image")
@@ -292,20 +292,9 @@ def metadata_baseline(rows: list[dict], classes: list[str], seed: int) -> dict:
     chance = np.full(len(y_test), majority)
     present = np.unique(y_test)
 
-    def accuracy(y: np.ndarray, p: np.ndarray) -> float:
-        return float(np.mean(y == p))
-
-    def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
-        # scikit-learn's macro-F1 over the classes of the test split (zero_division=0), in numpy: the
-        # bootstrap calls it a thousand times.
-        scores = []
-        for c in present:
-            tp, fp, fn = np.sum((p == c) & (y == c)), np.sum((p == c) & (y != c)), np.sum((p != c) & (y == c))
-            scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-        return float(np.mean(scores))
-
-    found.update(accuracy=accuracy(y_test, predicted), macro_f1=macro_f1(y_test, predicted),
-                 chance_accuracy=accuracy(y_test, chance), chance_macro_f1=macro_f1(y_test, chance),
+    accuracy, macro_f1 = accuracy_statistic, macro_f1_statistic(present)
+    found.update(accuracy=float(accuracy(y_test, predicted)), macro_f1=float(macro_f1(y_test, predicted)),
+                 chance_accuracy=float(accuracy(y_test, chance)), chance_macro_f1=float(macro_f1(y_test, chance)),
                  chance_class=classes[majority])
     if len(y_test) >= 2:  # a bootstrap needs two films to resample
         for key, statistic in (("accuracy", accuracy), ("macro_f1", macro_f1)):

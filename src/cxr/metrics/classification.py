@@ -34,14 +34,40 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
     return float(error)
 
 
-def bootstrap_interval(labels: np.ndarray, predictions: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
+def bootstrap_interval(labels: np.ndarray, predictions: np.ndarray, statistic: Callable[..., np.ndarray | float],
                        resamples: int, confidence: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval over test images (labels and predictions resampled together)."""
+    """Percentile bootstrap interval over test images (labels and predictions resampled together). A `statistic`
+    with an `axis` argument is given every resample at once (scipy's vectorized form), others one at a time; the
+    resamples are the same either way."""
     from scipy.stats import bootstrap
 
-    result = bootstrap((labels, predictions), statistic, paired=True, vectorized=False, n_resamples=resamples,
+    result = bootstrap((labels, predictions), statistic, paired=True, n_resamples=resamples,
                        confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def accuracy_statistic(labels: np.ndarray, predictions: np.ndarray, axis: int = -1) -> np.ndarray:
+    """scikit-learn's accuracy_score along `axis` (a bootstrap's thousand resamples in one call)."""
+    return (labels == predictions).mean(axis=axis)
+
+
+def macro_f1_statistic(classes: Sequence[int]) -> Callable[..., np.ndarray]:
+    """scikit-learn's f1_score(labels=classes, average="macro", zero_division=0) along `axis`, in the same float
+    operations (the same values to the last bit, tests/test_metrics.py): the bootstrap's thousand resamples in one
+    call instead of a thousand calls of about a millisecond each."""
+
+    def macro_f1(labels: np.ndarray, predictions: np.ndarray, axis: int = -1) -> np.ndarray:
+        labels, predictions = np.moveaxis(labels, axis, -1), np.moveaxis(predictions, axis, -1)
+        scores = []
+        for c in classes:
+            actual, predicted = labels == c, predictions == c
+            true_positives = (actual & predicted).sum(axis=-1).astype(np.float64)
+            denominator = actual.sum(axis=-1).astype(np.float64) + predicted.sum(axis=-1).astype(np.float64)
+            scores.append(np.divide(2 * true_positives, denominator, out=np.zeros_like(denominator),
+                                    where=denominator != 0))
+        return np.mean(np.stack(scores, axis=-1), axis=-1)
+
+    return macro_f1
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], *, calibration_bins: int,
@@ -55,24 +81,20 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     present = [index for index in class_ids if (labels == index).any()]
     predictions = probabilities.argmax(axis=1)
 
-    def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
-        return f1_score(y, p, labels=present, average="macro", zero_division=0)
-
-    def accuracy(y: np.ndarray, p: np.ndarray) -> float:
-        return accuracy_score(y, p)
-
     precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, labels=class_ids, zero_division=0)
     auc = per_class_auc(labels, probabilities, class_ids)
     present_auc = [value for value in auc if value is not None]
-    accuracy_low, accuracy_high = bootstrap_interval(labels, predictions, accuracy, bootstrap_resamples, confidence_level, seed)
-    f1_low, f1_high = bootstrap_interval(labels, predictions, macro_f1, bootstrap_resamples, confidence_level, seed)
+    accuracy_low, accuracy_high = bootstrap_interval(labels, predictions, accuracy_statistic, bootstrap_resamples,
+                                                     confidence_level, seed)
+    f1_low, f1_high = bootstrap_interval(labels, predictions, macro_f1_statistic(present), bootstrap_resamples,
+                                         confidence_level, seed)
 
     metrics: dict[str, float | int | None] = {
         "n_test": int(len(labels)),
-        "accuracy": float(accuracy(labels, predictions)),
+        "accuracy": float(accuracy_score(labels, predictions)),
         "accuracy_ci_low": accuracy_low,
         "accuracy_ci_high": accuracy_high,
-        "macro_f1": float(macro_f1(labels, predictions)),
+        "macro_f1": float(f1_score(labels, predictions, labels=present, average="macro", zero_division=0)),
         "macro_f1_ci_low": f1_low,
         "macro_f1_ci_high": f1_high,
         "macro_precision": float(precision[present].mean()),

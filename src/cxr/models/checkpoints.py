@@ -69,8 +69,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", expect: dict
             raise CheckpointError(f"{path} was made with {key} = {meta.get(key)!r}, but params.yaml and the prepared "
                                   f"data now give {wanted!r}: its scores would be meaningless; {retrain}")
     try:
-        model = build_model(meta["arch"], len(meta["classes"]), meta["image_size"])
-        model.load_state_dict(checkpoint["state_dict"])
+        # Built on the meta device, the network skips the random initialisation that the checkpoint's tensors would
+        # overwrite (a second of every evaluate and explain stage for the larger architectures); strict loading
+        # with assign=True then puts every parameter and buffer in place.
+        with torch.device("meta"):
+            model = build_model(meta["arch"], len(meta["classes"]), meta["image_size"])
+        model.load_state_dict(checkpoint["state_dict"], assign=True)
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} does not fit its own architecture ({type(err).__name__}: {err}); {retrain}") from None
+    if any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers())):
+        raise CheckpointError(f"{path} leaves part of its architecture without weights; {retrain}")
     return to_device_format(model, torch.device(device)).eval(), meta

@@ -162,14 +162,15 @@ def copy_pipeline(target: Path) -> None:
         shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
 
 
-def baseline_repo(repo: Path, params: dict) -> Path:
-    """A git repository at `repo` with the pipeline and `params`, reproduced and committed."""
+def baseline_repo(repo: Path, params: dict, targets: list[str] | None = None) -> Path:
+    """A git repository at `repo` with the pipeline and `params`, reproduced (all of it, or the `targets` stages and
+    what they need) and committed."""
     copy_pipeline(repo)
     write_params(repo, params)
     run_in(repo, "git", "init", "-q")
     run_in(repo, "git", "add", "-A")
     run_in(repo, "git", "commit", "-qm", "tiny pipeline")
-    dvc_in(repo, "repro")
+    dvc_in(repo, "repro", *(targets or []))
     run_in(repo, "git", "add", "-A")
     run_in(repo, "git", "commit", "-qm", "baseline run")
     return repo
@@ -177,23 +178,42 @@ def baseline_repo(repo: Path, params: dict) -> Path:
 
 def copy_repo(source: Path, target: Path) -> Path:
     """A copy of a reproduced pipeline (work tree, git history and DVC cache) to change without touching the
-    original, which other tests share."""
-    shutil.copytree(source, target, symlinks=True)
+    original, which other tests share. DVC's lock files stay behind: a copy taken while another worker's `dvc`
+    reads the original would otherwise start out locked by that process."""
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("lock", "rwlock", "rwlock.lock"))
     return target
+
+
+def shared_pipeline(tmp_path_factory: pytest.TempPathFactory, name: str, params: dict) -> Path:
+    """A pipeline at `params` reproduced once per test session, whichever xdist worker asks first (the others wait
+    for it: pytest-xdist's recipe for session fixtures); a build that failed is retried by the next asker."""
+    from filelock import FileLock
+
+    # All workers' temporary folders share this parent (one worker alone: its own base folder).
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    repo, built = shared / name, shared / f"{name}.built"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not built.exists():
+            shutil.rmtree(repo, ignore_errors=True)
+            baseline_repo(repo, params)
+            built.touch()
+    return repo
 
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole pipeline (every stage: views, runs, cross tests, probes, the segmenter, the report) at
     tiny_pipeline_params, reproduced and committed once per session. Shared: read it, or change a copy_repo of it."""
-    return baseline_repo(tmp_path_factory.mktemp("tiny-pipeline"), tiny_pipeline_params())
+    return shared_pipeline(tmp_path_factory, "tiny-pipeline", tiny_pipeline_params())
 
 
 @pytest.fixture(scope="session")
 def one_run_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one_run_params pipeline reproduced and committed once per session. Shared: read it, or change a
     copy_repo of it."""
-    return baseline_repo(tmp_path_factory.mktemp("one-run-pipeline"), one_run_params())
+    return shared_pipeline(tmp_path_factory, "one-run-pipeline", one_run_params())
 
 
 def stage(name: str) -> ModuleType:

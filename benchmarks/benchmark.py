@@ -9,7 +9,8 @@ hits both alike; medians of the repeats are reported.
 1. Start-up: wall time of `python stages/<name>.py --help` for every stage (the entry points import the
    library at the top, argparse runs after the imports) against `python -c pass` and
    `python -c "import torch, torchvision"`.
-2. `dvc repro` wall time from scratch, in a temporary copy of this repository (default params.yaml).
+2. `dvc repro` wall time from scratch, in a temporary copy of this repository (default params.yaml), and each
+   stage's share: from the line where DVC starts it to the line where it starts the next.
 3. `dvc repro` wall time when nothing changed, against DVC's own floor: the same command in a fresh
    repository with as many trivial stages (one small dependency and one output each).
 4. Training images/s of the train stage's own loop (batch gather, augmentation, normalisation,
@@ -18,12 +19,18 @@ hits both alike; medians of the repeats are reported.
    and in channels_last; the ratio is to the better of the two. For the study's GPU sizes:
    `python benchmarks/benchmark.py --skip-pipeline --prepared-from . --study-sizes` (224 px, 299 for
    InceptionV3, batch 128).
+
+The figures go to benchmarks/results.json (only the sections measured are replaced) and the README's
+performance tables are rendered from it: `python benchmarks/results.py --readme`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -51,10 +58,13 @@ from cxr.training.order import EpochOrders  # noqa: E402
 from cxr.training.params import TrainParams  # noqa: E402
 from cxr.training.processes import SINGLE  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+import results as stored  # noqa: E402
+
 PARAMS = REPO / "params.yaml"
 PIPELINE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 CODE_FOLDERS = ["src", "stages"]
-STAGES = ["generate", "index", "prepare", "train", "evaluate", "report"]
+STAGES = ["generate", "index", "prepare", "train", "evaluate", "explain", "report"]
 FLOOR_IMPORT = "import torch, torchvision"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
@@ -112,8 +122,25 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def timed_repro(repo: Path) -> float:
-    return timed([sys.executable, "-m", "dvc", "repro"], repo, git_env(repo))
+RUNNING_STAGE = re.compile(r"^Running stage '(?P<stage>[^']+)'")
+
+
+def timed_repro(repo: Path) -> tuple[float, dict[str, float]]:
+    """Wall time of `dvc repro` and of each stage it ran, from DVC's "Running stage" line to the next one (or
+    to the end): the stage's start-up and DVC's own work for it included."""
+    env = dict(git_env(repo), PYTHONUNBUFFERED="1")
+    start = time.perf_counter()
+    starts: list[tuple[str, float]] = []
+    with subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        for line in process.stdout:
+            if match := RUNNING_STAGE.match(line):
+                starts.append((match["stage"], time.perf_counter()))
+    end = time.perf_counter()
+    if process.returncode:
+        raise SystemExit(f"error: dvc repro failed in {repo} (exit {process.returncode})")
+    ends = [at for _, at in starts[1:]] + [end]
+    return end - start, {stage: round(stop - at, 2) for (stage, at), stop in zip(starts, ends)}
 
 
 def alternating_runs(commands: dict[str, tuple[list[str], Path, dict[str, str]]], repeats: int) -> dict[str, list[float]]:
@@ -140,12 +167,10 @@ def startup_times(repeats: int) -> dict[str, list[float]]:
     return alternating_runs(commands, repeats)
 
 
-def print_startup(times: dict[str, list[float]]) -> None:
+def startup_section(times: dict[str, list[float]]) -> dict:
     floor = times[FLOOR_IMPORT]
-    print(f"| start-up (`python stages/<name>.py --help`, median of {len(floor)}) | s | / `{FLOOR_IMPORT}` |")
-    print("|---|---|---|")
-    for name, values in times.items():
-        print(f"| {name} | {statistics.median(values):.2f} | {median_ratio(values, floor):.2f} |", flush=True)
+    return {"repeats": len(floor), "seconds": {name: round(statistics.median(values), 3) for name, values in times.items()},
+            "ratio": {name: round(median_ratio(values, floor), 3) for name, values in times.items()}}
 
 
 STUDY_BATCH = 128
@@ -258,6 +283,12 @@ def seconds(run, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def machine(device: torch.device) -> dict:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu_cores": os.cpu_count(), "device": gpu or device.type, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-pipeline", action="store_true", help="only start-up and throughput")
@@ -267,37 +298,40 @@ def main() -> None:
     parser.add_argument("--startup-repeats", type=int, default=5, help="alternating start-up repeats (median reported)")
     parser.add_argument("--noop-repeats", type=int, default=5, help="alternating no-op repro repeats (median reported)")
     parser.add_argument("--study-sizes", action="store_true", help="throughput at 224 px (299 for InceptionV3), batch 128")
+    parser.add_argument("--results", type=Path, default=stored.RESULTS,
+                        help="the JSON file whose measured sections are replaced (default: %(default)s)")
     args = parser.parse_args()
     STUDY["on"] = args.study_sizes
     if args.skip_pipeline and args.prepared_from is None:
         parser.error("--skip-pipeline needs --prepared-from")
 
     params = load_params({"device": Device, "datasets": Names, "models": Names}, PARAMS)
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, device {resolve_device(params['device'])}")
-    print_startup(startup_times(args.startup_repeats))
+    device = resolve_device(params["device"])
+    stamp = {"date": datetime.date.today().isoformat(), "machine": machine(device)}
+    results = stored.load(args.results)
+    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, device {device}")
+    results["startup"] = stamp | startup_section(startup_times(args.startup_repeats))
+    stored.save(results, args.results)
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as scratch:
         prepared_root = args.prepared_from
         if not args.skip_pipeline:
             repo, floor = Path(scratch) / "repo", Path(scratch) / "floor"
             repo.mkdir()
             copy_repository(repo)
-            from_scratch = timed_repro(repo)
-            stages = stage_count(repo)
-            floor_repository(floor, stages)
-            timed_repro(floor)  # its own first run
+            from_scratch, stage_seconds = timed_repro(repo)
+            floor_repository(floor, stage_count(repo))
+            timed([sys.executable, "-m", "dvc", "repro"], floor, git_env(floor))  # its own first run
             repro = [sys.executable, "-m", "dvc", "repro"]
             no_op = alternating_runs({"ours": (repro, repo, git_env(repo)), "floor": (repro, floor, git_env(floor))},
                                      args.noop_repeats)
-            print(f"| `dvc repro` from scratch (default params) | {from_scratch:.0f} s |")
-            print(f"| `dvc repro` with nothing changed (median of {args.noop_repeats}) | "
-                  f"{statistics.median(no_op['ours']):.2f} s |")
-            print(f"| DVC's floor: no-op `dvc repro` of {stages} trivial stages | {statistics.median(no_op['floor']):.2f} s |")
-            print(f"| no-op ratio ours / floor (median of per-round ratios) | "
-                  f"{median_ratio(no_op['ours'], no_op['floor']):.2f} |", flush=True)
+            results["pipeline"] = stamp | {
+                "from_scratch_s": round(from_scratch, 1), "stages": stage_seconds, "noop_repeats": args.noop_repeats,
+                "noop_s": round(statistics.median(no_op["ours"]), 3),
+                "noop_floor_s": round(statistics.median(no_op["floor"]), 3),
+                "noop_ratio": round(median_ratio(no_op["ours"], no_op["floor"]), 3)}
+            stored.save(results, args.results)
             prepared_root = repo
-        print("| model | input px | batch | train stage img/s | bare loop img/s (default / channels_last) "
-              "| stage / better bare |")
-        print("|---|---|---|---|---|---|")
+        rows = []
         for model_name in params["models"]:
             timers = (stage_throughput(model_name, params["datasets"][0], prepared_root, args.batches),
                       bare_throughput(model_name, args.batches, channels_last=False),
@@ -306,8 +340,14 @@ def main() -> None:
             timings = [[time_one() for time_one in timers] for _ in range(args.repeats)]
             stage, bare, bare_cl = (statistics.median(t[i] for t in timings) for i in range(3))
             model_params, train_params, _, _ = run_settings(model_name)
-            print(f"| {model_name} | {model_params.image_size} | {train_params.batch_size} "
-                  f"| {stage:.1f} | {bare:.1f} / {bare_cl:.1f} | {stage / max(bare, bare_cl):.3f} |", flush=True)
+            rows.append({"model": model_name, "input_px": model_params.image_size, "batch": train_params.batch_size,
+                         "stage": round(stage, 1), "bare": round(bare, 1), "bare_channels_last": round(bare_cl, 1)})
+            print(rows[-1], flush=True)
+        sizes = "study sizes" if args.study_sizes else "default sizes"
+        results.setdefault("throughput", {})[f"{device.type}, {sizes}"] = stamp | {
+            "repeats": args.repeats, "batches": args.batches, "rows": rows}
+        stored.save(results, args.results)
+    print(stored.render(results))
 
 
 if __name__ == "__main__":

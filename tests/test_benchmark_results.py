@@ -1,0 +1,68 @@
+"""The README's performance tables are rendered from benchmarks/results.json, never typed by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("benchmark_results", REPO / "benchmarks" / "results.py")
+results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results)
+
+MACHINE = {"cpu_cores": 2, "device": "cpu", "torch": "2.0", "python": "3.11"}
+
+
+def measured(**fields) -> dict:
+    return {"date": "2026-01-02", "machine": MACHINE, **fields}
+
+
+def example(from_scratch: float) -> dict:
+    return {
+        "startup": measured(repeats=5, seconds={"import torch, torchvision": 3.0, "train": 3.3, "evaluate": 3.9},
+                            ratio={"import torch, torchvision": 1.0, "train": 1.1, "evaluate": 1.3}),
+        "pipeline": measured(from_scratch_s=from_scratch, noop_repeats=5, noop_s=1.2, noop_floor_s=1.0, noop_ratio=1.2,
+                             stages={"train@a-full": 50.0, "train@b-full": 70.0, "explain@a-full": 30.0, "report": 5.0}),
+        "throughput": {"cpu, default sizes": measured(repeats=3, batches=12, rows=[
+            {"model": "a", "input_px": 112, "batch": 32, "stage": 48.0, "bare": 40.0, "bare_channels_last": 50.0}])},
+    }
+
+
+def test_the_readme_shows_what_results_json_holds():
+    stored = results.load()
+    assert stored, "benchmarks/results.json is missing: run python benchmarks/benchmark.py"
+    readme = (REPO / "README.md").read_text()
+    assert results.readme_block(readme) == results.render(stored), \
+        "README's benchmark tables differ from benchmarks/results.json: run python benchmarks/results.py --readme"
+
+
+def test_the_tables_say_each_figure_its_date_and_whether_it_meets_its_target():
+    text = results.render(example(from_scratch=700))
+    assert text.count("measured 2026-01-02 on 2 CPU cores, cpu, torch 2.0") == 2  # the pipeline's and throughput's
+    assert "| 700 s |" in text and "**not met**, 100 s over" in text
+    assert "| `dvc repro` with nothing changed (median of 5) | 1.20 s | 1.00 s" in text
+    assert "| 1.10 | at most 1.2: met |" in text and "| 1.30 | at most 1.2: **not met**, 1.30 |" in text
+    # Stage families by their total, largest first, with their share of the whole run and their slowest run.
+    family_table = text.split("| stage | runs | seconds | share | slowest run |")[1].split("\n\n")[0]
+    families = [line.split("|")[1].strip() for line in family_table.splitlines() if line.startswith("| ")]
+    assert families == ["train", "explain", "report"]
+    assert "| train | 2 | 120 | 17% | `train@b-full` 70 s |" in text
+    assert "| a | 112 | 32 | 48.0 | 40.0 / 50.0 | 0.960 |" in text
+    assert "at most 600 s: met" in results.render(example(from_scratch=550))
+
+
+def test_a_run_rewrites_only_the_readme_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.BEGIN}\nold figures\n{results.END}\noutro\n")
+    assert results.update_readme(example(from_scratch=700), readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old figures" not in text
+    assert results.readme_block(text) == results.render(example(from_scratch=700))
+    assert not results.update_readme(example(from_scratch=700), readme)  # already up to date
+
+
+def test_saving_keeps_the_previous_file_until_the_new_one_is_whole(tmp_path):
+    path = tmp_path / "results.json"
+    results.save({"b": 1, "a": {"c": 2}}, path)
+    assert json.loads(path.read_text()) == {"a": {"c": 2}, "b": 1} and list(tmp_path.iterdir()) == [path]

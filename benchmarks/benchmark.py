@@ -1,4 +1,4 @@
-"""Benchmarks behind the README's performance table (not a test: timings depend on the machine).
+"""Benchmarks behind the performance tables of docs/performance.md (not a test: timings depend on the machine).
 
     python benchmarks/benchmark.py            # everything below, the pipeline in a temporary copy of this repository
     python benchmarks/benchmark.py --skip-pipeline --prepared-from .   # start-up and throughput only, on ./data/prepared
@@ -20,8 +20,8 @@ hits both alike; medians of the repeats are reported.
    `python benchmarks/benchmark.py --skip-pipeline --prepared-from . --study-sizes` (224 px, 299 for
    InceptionV3, batch 128).
 
-The figures go to benchmarks/results.json (only the sections measured are replaced) and the README's
-performance tables are rendered from it: `python benchmarks/results.py --readme`.
+The figures go to benchmarks/results.json (only the sections measured are replaced) and the performance
+tables of docs/performance.md are rendered from it: `python benchmarks/results.py --docs`.
 """
 
 from __future__ import annotations

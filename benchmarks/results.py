@@ -1,11 +1,12 @@
-"""The benchmark's figures, kept in benchmarks/results.json, and the README's performance tables made from them.
+"""The benchmark's figures, kept in benchmarks/results.json, and the performance tables of docs/performance.md
+made from them.
 
-    python benchmarks/results.py --readme    # rewrite the README's generated block from results.json
+    python benchmarks/results.py --docs    # rewrite the generated block of docs/performance.md from results.json
 
 Each section of the file (start-up, pipeline, one per throughput setting) carries the date and machine it was
 measured on, and `benchmarks/benchmark.py` replaces only the sections it measured, so a run with
 `--skip-pipeline` or on a GPU keeps the others with their own dates. tests/test_benchmark_results.py checks that
-the README's block is what this file renders from results.json: no number there is older than its file.
+the page's block is what this file renders from results.json: no number there is older than its file.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results.json"
-README = REPO / "README.md"
-BEGIN = "<!-- benchmark results: generated from benchmarks/results.json by `python benchmarks/results.py --readme` -->"
+PAGE = REPO / "docs" / "performance.md"
+BEGIN = "<!-- benchmark results: generated from benchmarks/results.json by `python benchmarks/results.py --docs` -->"
 END = "<!-- end of benchmark results -->"
 
 PIPELINE_TARGET_S = 600  # the default `dvc repro` from a fresh clone on 2 CPU cores
@@ -101,7 +102,7 @@ def throughput_table(name: str, section: dict) -> list[str]:
 
 
 def render(results: dict) -> str:
-    """The README's generated block (between the markers), from results.json's contents."""
+    """The page's generated block (between the markers), from results.json's contents."""
     parts: list[list[str]] = []
     if "pipeline" in results:
         parts.append(pipeline_tables(results["pipeline"], results.get("startup")))
@@ -111,28 +112,28 @@ def render(results: dict) -> str:
     return f"{BEGIN}\n{body}\n{END}"
 
 
-def readme_block(text: str) -> str:
+def generated_block(text: str) -> str:
     match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, flags=re.S)
     if match is None:
-        raise SystemExit(f"error: {README} has no generated benchmark block (the lines {BEGIN!r} ... {END!r})")
+        raise SystemExit(f"error: no generated benchmark block (the lines {BEGIN!r} ... {END!r})")
     return match.group(0)
 
 
-def update_readme(results: dict, readme: Path = README) -> bool:
-    """Replaces the README's block with the rendering of `results`; whether it changed."""
-    text = readme.read_text()
-    new = text.replace(readme_block(text), render(results))
+def update_page(results: dict, page: Path = PAGE) -> bool:
+    """Replaces the page's block with the rendering of `results`; whether it changed."""
+    text = page.read_text()
+    new = text.replace(generated_block(text), render(results))
     if new != text:
-        readme.write_text(new)
+        page.write_text(new)
     return new != text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", action="store_true", help="rewrite the README's generated block")
+    parser.add_argument("--docs", action="store_true", help=f"rewrite the generated block of {PAGE.relative_to(REPO)}")
     args = parser.parse_args()
-    if args.readme:
-        print("README.md updated" if update_readme(load()) else "README.md already up to date")
+    if args.docs:
+        print(f"{PAGE.relative_to(REPO)} " + ("updated" if update_page(load()) else "already up to date"))
     else:
         print(render(load()))
 

@@ -1,4 +1,4 @@
-"""The README's performance tables are rendered from benchmarks/results.json, never typed by hand."""
+"""The performance tables of docs/performance.md are rendered from benchmarks/results.json, never typed by hand."""
 
 from __future__ import annotations
 
@@ -29,12 +29,12 @@ def example(from_scratch: float) -> dict:
     }
 
 
-def test_the_readme_shows_what_results_json_holds():
+def test_the_performance_page_shows_what_results_json_holds():
     stored = results.load()
     assert stored, "benchmarks/results.json is missing: run python benchmarks/benchmark.py"
-    readme = (REPO / "README.md").read_text()
-    assert results.readme_block(readme) == results.render(stored), \
-        "README's benchmark tables differ from benchmarks/results.json: run python benchmarks/results.py --readme"
+    page = (REPO / "docs" / "performance.md").read_text()
+    assert results.generated_block(page) == results.render(stored), \
+        "docs/performance.md's tables differ from benchmarks/results.json: run python benchmarks/results.py --docs"
 
 
 def test_the_tables_say_each_figure_its_date_and_whether_it_meets_its_target():
@@ -52,14 +52,14 @@ def test_the_tables_say_each_figure_its_date_and_whether_it_meets_its_target():
     assert "at most 600 s: met" in results.render(example(from_scratch=550))
 
 
-def test_a_run_rewrites_only_the_readme_block(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{results.BEGIN}\nold figures\n{results.END}\noutro\n")
-    assert results.update_readme(example(from_scratch=700), readme)
-    text = readme.read_text()
+def test_a_run_rewrites_only_the_generated_block(tmp_path):
+    page = tmp_path / "performance.md"
+    page.write_text(f"intro\n{results.BEGIN}\nold figures\n{results.END}\noutro\n")
+    assert results.update_page(example(from_scratch=700), page)
+    text = page.read_text()
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old figures" not in text
-    assert results.readme_block(text) == results.render(example(from_scratch=700))
-    assert not results.update_readme(example(from_scratch=700), readme)  # already up to date
+    assert results.generated_block(text) == results.render(example(from_scratch=700))
+    assert not results.update_page(example(from_scratch=700), page)  # already up to date
 
 
 def test_saving_keeps_the_previous_file_until_the_new_one_is_whole(tmp_path):

@@ -14,6 +14,17 @@ import torch
 
 
 @contextmanager
+def environment_restored() -> Iterator[None]:
+    """Whatever the block sets in or removes from os.environ (children started later inherit it) is undone on exit."""
+    environment = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+@contextmanager
 def process_state_restored(device: torch.device) -> Iterator[None]:
     """Whatever the block changes of the global random generators, torch's deterministic mode, cuDNN's autotuner,
     torch's thread count and the environment (Ultralytics' trainer changes most of them) is undone on exit."""
@@ -21,9 +32,10 @@ def process_state_restored(device: torch.device) -> Iterator[None]:
     cuda_generators = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    benchmark, threads, environment = torch.backends.cudnn.benchmark, torch.get_num_threads(), dict(os.environ)
+    benchmark, threads = torch.backends.cudnn.benchmark, torch.get_num_threads()
     try:
-        yield
+        with environment_restored():
+            yield
     finally:
         random.setstate(generators[0])
         np.random.set_state(generators[1])
@@ -33,6 +45,3 @@ def process_state_restored(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark = benchmark
         torch.set_num_threads(threads)
-        for key in set(os.environ) - set(environment):
-            del os.environ[key]
-        os.environ.update(environment)

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from cxr.io.process_state import environment_restored
+
 # Integrations Ultralytics turns on by itself when their package is importable; we log with our own dvclive.
 INTEGRATIONS = ("sync", "hub", "dvc", "mlflow", "clearml", "comet", "raytune", "tensorboard", "wandb")
 
@@ -41,15 +43,11 @@ def ultralytics_offline(config_dir: Path | None = None) -> ModuleType:
         # Read once, at import. Importing also sets OMP_NUM_THREADS=1 and log levels for the whole process and its
         # children (every torch process a caller starts later would get one thread): the caller's environment is
         # put back after the import.
-        before = dict(os.environ)
-        os.environ.update(YOLO_CONFIG_DIR=str(config_dir), YOLO_AUTOINSTALL="false", YOLO_VERBOSE="false",
-                          # Ultralytics' own checkpoint loads (a trainer's best.pt) restricted: weights-only, known layers.
-                          ULTRALYTICS_SAFE_LOAD="1")
-        try:
+        with environment_restored():
+            os.environ.update(YOLO_CONFIG_DIR=str(config_dir), YOLO_AUTOINSTALL="false", YOLO_VERBOSE="false",
+                              # Ultralytics' own checkpoint loads (a trainer's best.pt) restricted: weights-only, known layers.
+                              ULTRALYTICS_SAFE_LOAD="1")
             import ultralytics
-        finally:
-            os.environ.clear()
-            os.environ.update(before)
     import ultralytics
     from PIL import Image
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, patches

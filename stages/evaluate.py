@@ -1,9 +1,11 @@
-"""Evaluate one trained classifier on its dataset's test split, or on another dataset's (cross-dataset test).
+"""Evaluate trained classifiers on their dataset's test split, or on another dataset's (cross-dataset test).
 
     python stages/evaluate.py --model resnet18 --dataset full
-    python stages/evaluate.py --model resnet18 --dataset full --tested-on external_full
+    python stages/evaluate.py --models-of models --dataset full --tested-on external_full
 
-Writes the flat metrics JSON, the per-image predictions and the confusion / ROC plot data.
+`--models-of` names the params key listing the models (`models`, `probe.models`): a cross test scores every
+one of them in one process, since loading torch costs more than scoring a test split. Writes, per model, the
+flat metrics JSON, the per-image predictions and the confusion / ROC plot data.
 """
 
 from __future__ import annotations
@@ -15,44 +17,50 @@ from cxr.metrics.classification import classification_metrics, write_evaluation
 from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
 from cxr.models.inference import SplitBatches, predict_probabilities
-from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
 from cxr.paths import confusion_file, metrics_file, model_file, predictions_file, roc_dir, split_dir, view_file
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arguments(__doc__, argv, model=True, dataset=True, tested_on=True)
+    args = stage_arguments(__doc__, argv, model="one or several", dataset=True, tested_on=True)
     tested_on = args.tested_on or args.dataset
-    arch_key = f"model.{args.model}.arch"
-    params = stage_params({"classes": Classes, "device": Device, "evaluate": EvaluateParams,
-                           arch_key: str})
+    schemas = {"classes": Classes, "device": Device, "evaluate": EvaluateParams}
+    if args.models_of:
+        schemas[args.models_of] = Names
+    models = stage_params(schemas)[args.models_of] if args.models_of else [args.model]
+    params = stage_params(schemas | {f"model.{model}.arch": str for model in models})
     evaluate: EvaluateParams = params["evaluate"]
-
     device = resolve_device(params["device"])
-    # A checkpoint made for another architecture, dataset, class list or preprocessing would be scored
-    # silently against this test split and overwrite this model's metrics. A dataset tested across must
-    # have been prepared the same way (view, size, margin) as the one the model learnt from.
-    expect = {"model": args.model, "arch": params[arch_key], "dataset": args.dataset, "classes": params["classes"],
-              "preprocessing": json.loads(view_file(tested_on).read_text())}
-    try:
-        model, meta = load_checkpoint(model_file(args.dataset, args.model), device, expect)
-    except CheckpointError as err:
-        raise SystemExit(f"error: {err}") from None
-
     test = SplitArrays.load(split_dir(tested_on, "test"))
-    batches = SplitBatches(test, evaluate.batch_size, device)
-    probabilities = predict_probabilities(model, batches, meta["image_size"], meta["mean"], meta["std"], device)
-    metrics = classification_metrics(test.labels, probabilities, meta["classes"], calibration_bins=evaluate.calibration_bins,
-                                     bootstrap_resamples=evaluate.bootstrap_resamples,
-                                     confidence_level=evaluate.confidence_level, seed=evaluate.seed)
-    write_evaluation(metrics_file(args.dataset, args.model, tested_on), predictions_file(args.dataset, args.model, tested_on),
-                     confusion_file(args.dataset, args.model, tested_on), roc_dir(args.dataset, args.model, tested_on),
-                     metrics, test.labels, test.names, probabilities, meta["classes"])
+    preprocessing = json.loads(view_file(tested_on).read_text())
 
-    auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")
-    run = f"{args.model}/{args.dataset}" + (f" on {tested_on}" if tested_on != args.dataset else "")
-    print(f"{run}: accuracy {metrics['accuracy']:.3f} "
-          f"[{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], macro-F1 {metrics['macro_f1']:.3f}, "
-          f"AUC {auc}, ECE {metrics['ece']:.3f}")
+    for model_name in models:
+        # A checkpoint made for another architecture, dataset, class list or preprocessing would be scored
+        # silently against this test split and overwrite this model's metrics. A dataset tested across must
+        # have been prepared the same way (view, size, margin) as the one the model learnt from.
+        expect = {"model": model_name, "arch": params[f"model.{model_name}.arch"], "dataset": args.dataset,
+                  "classes": params["classes"], "preprocessing": preprocessing}
+        try:
+            model, meta = load_checkpoint(model_file(args.dataset, model_name), device, expect)
+        except CheckpointError as err:
+            raise SystemExit(f"error: {err}") from None
+
+        batches = SplitBatches(test, evaluate.batch_size, device)
+        probabilities = predict_probabilities(model, batches, meta["image_size"], meta["mean"], meta["std"], device)
+        metrics = classification_metrics(test.labels, probabilities, meta["classes"],
+                                         calibration_bins=evaluate.calibration_bins,
+                                         bootstrap_resamples=evaluate.bootstrap_resamples,
+                                         confidence_level=evaluate.confidence_level, seed=evaluate.seed)
+        write_evaluation(metrics_file(args.dataset, model_name, tested_on),
+                         predictions_file(args.dataset, model_name, tested_on),
+                         confusion_file(args.dataset, model_name, tested_on), roc_dir(args.dataset, model_name, tested_on),
+                         metrics, test.labels, test.names, probabilities, meta["classes"])
+
+        auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")
+        run = f"{model_name}/{args.dataset}" + (f" on {tested_on}" if tested_on != args.dataset else "")
+        print(f"{run}: accuracy {metrics['accuracy']:.3f} "
+              f"[{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], "
+              f"macro-F1 {metrics['macro_f1']:.3f}, AUC {auc}, ECE {metrics['ece']:.3f}")
 
 
 if __name__ == "__main__":

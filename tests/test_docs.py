@@ -1,4 +1,4 @@
-"""The README and the docs/ pages link to files and headings that exist."""
+"""The README and the docs/ pages link to files and headings that exist, and quote the run's tables as they are."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cxr.report.docs import DocsError, documentation_pages, sync
 from tests.conftest import REPO
 
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = documentation_pages(REPO)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -49,3 +50,51 @@ def test_every_relative_link_resolves(page):
 def test_every_docs_page_is_linked_from_the_readme():
     linked = {(REPO / target.partition("#")[0]).resolve() for target in links(REPO / "README.md")}
     assert [page.name for page in PAGES[1:] if page.resolve() not in linked] == []
+
+
+def test_quoted_tables_are_the_committed_runs():
+    """Every table a page copies from reports/summary.md is the committed run's (`cxr docs` after `dvc repro`)."""
+    blocks = sum(page.read_text().count("<!-- reports/summary.md: ") for page in PAGES)
+    assert blocks >= 5  # the results tables of the README and docs/ are blocks, not hand copies
+    assert sync(PAGES, REPO / "reports" / "summary.md", write=False) == []
+
+
+SUMMARY = """| Dataset | Accuracy |
+|---|---|
+| full | 0.500 |
+
+Cross-dataset tests (each model on another dataset's test split):
+
+| Trained on | Accuracy |
+|---|---|
+| full | 0.400 |
+"""
+
+
+def test_a_block_is_rewritten_from_the_summary_and_names_its_table(tmp_path):
+    summary, page = tmp_path / "summary.md", tmp_path / "page.md"
+    summary.write_text(SUMMARY)
+    page.write_text("Scores:\n\n<!-- reports/summary.md: Cross-dataset -->\n| stale |\n<!-- end -->\n\nAfter.\n")
+    assert sync([page], summary) == [page]
+    assert page.read_text() == ("Scores:\n\n<!-- reports/summary.md: Cross-dataset -->\n| Trained on | Accuracy |\n"
+                                "|---|---|\n| full | 0.400 |\n<!-- end -->\n\nAfter.\n")
+    assert sync([page], summary) == []
+    summary.write_text(SUMMARY.replace("0.400", "0.450"))
+    assert sync([page], summary, write=False) == [page] and "0.400" in page.read_text()
+    page.write_text("<!-- reports/summary.md: Calibration -->\n<!-- end -->\n")
+    with pytest.raises(DocsError, match=r"page.md: the block 'Calibration' matches 0 tables"):
+        sync([page], summary)
+
+
+def test_cxr_docs_check_names_the_stale_page_and_cxr_docs_fixes_it(tmp_path, monkeypatch, capsys):
+    from cxr import cli
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "summary.md").write_text(SUMMARY)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("<!-- reports/summary.md: Classification -->\n| old |\n<!-- end -->\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["docs", "--check"]) == 1
+    assert "README.md; run `cxr docs`" in capsys.readouterr().err
+    assert cli.main(["docs"]) == 0 and cli.main(["docs", "--check"]) == 0
+    assert "| full | 0.500 |" in (tmp_path / "README.md").read_text()

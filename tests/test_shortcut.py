@@ -50,7 +50,7 @@ def shortcut_params() -> dict:
 # the probes' scores and the sources' audits. Neither the segmenter, the probes' maps nor the report says
 # anything of markers, so neither the baseline nor the experiment runs them.
 TARGETS = ["evaluate@resnet18-full", "evaluate@resnet18-lungs", "explain@resnet18-full", "explain@resnet18-lungs",
-           "crosstest@resnet18-test0", "crosstest@resnet18-test1",
+           "crosstest@test0", "crosstest@test1",
            "probe_evaluate@resnet18-outside", "probe_evaluate@resnet18-shortcut_outside"]
 
 

@@ -5,6 +5,7 @@
     cxr check                               params.yaml as a whole pipeline: every name one section gives another exists
     cxr pr-report [--base REV] [--out DIR]  params, metrics and plots changed against REV, as DIR/report.md
     cxr predict PATH [PATH ...] --model NAME [--json] [--explain DIR]   a trained model on images, folders, zips
+    cxr docs [--check]                      copy the run's tables from reports/summary.md into README.md and docs/
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                               "implausible lung mask) instead of abstaining; the failed checks stay in the notes")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 
+    docs = commands.add_parser("docs", help="copy the run's tables from reports/summary.md into README.md and docs/",
+                               description="Rewrites every `<!-- reports/summary.md: NAME -->` block of README.md and "
+                                           "docs/*.md with the summary's table of that name (run after `dvc repro`).")
+    docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the pages out of date")
+
     args = parser.parse_args(argv)
     if args.command == "predict":
         from cxr.cli.predict import run_predict
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_pr_report(args.base, args.out, args.plots_url)
     if args.command == "check":
         return run_check()
+    if args.command == "docs":
+        return run_docs(args.check)
     from cxr.cli.preset import run_preset
 
     return run_preset(args.name, args.set)
@@ -91,6 +99,26 @@ def run_check() -> int:
         print(f"error: {PARAMS_FILE} is not a runnable pipeline:\n" + "\n".join(problems), file=sys.stderr)
         return 1
     print(f"{PARAMS_FILE}: every section valid, every name it gives another exists and is used")
+    return 0
+
+
+def run_docs(check: bool) -> int:
+    from cxr.paths import SUMMARY_FILE
+    from cxr.report.docs import DocsError, documentation_pages, sync
+
+    if not SUMMARY_FILE.exists():
+        print(f"error: {SUMMARY_FILE} not found: run `dvc repro` (or `dvc pull`) in the repository root first",
+              file=sys.stderr)
+        return 1
+    try:
+        stale = sync(documentation_pages(), write=not check)
+    except DocsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if check and stale:
+        print(f"error: tables older than {SUMMARY_FILE} in: {', '.join(map(str, stale))}; run `cxr docs`", file=sys.stderr)
+        return 1
+    print(f"{'rewrote' if stale else 'up to date:'} {', '.join(map(str, stale)) or 'every page'}")
     return 0
 
 

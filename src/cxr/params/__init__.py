@@ -188,13 +188,21 @@ def _describe(key: str, err: ValidationError) -> list[str]:
     return lines
 
 
-def stage_arguments(description: str | None, argv: list[str] | None = None, *, model: bool = False,
+def stage_arguments(description: str | None, argv: list[str] | None = None, *, model: bool | str = False,
                     dataset: bool = False, source: bool = False, tested_on: bool = False) -> argparse.Namespace:
-    """A stage's command line: `--model`, `--dataset`, `--source` and `--tested-on` name entries of params.yaml."""
+    """A stage's command line: `--model`, `--dataset`, `--source` and `--tested-on` name entries of params.yaml.
+
+    model="one or several" also accepts `--models-of KEY` instead of `--model`: the params key listing the
+    models (DVC interpolates no list into a command, so the stage reads the list itself).
+    """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     if source:
         parser.add_argument("--source", required=True, help="a name with a `source.<name>` entry in params.yaml")
-    if model:
+    if model == "one or several":
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model", help="a name with a `model.<name>` entry in params.yaml")
+        which.add_argument("--models-of", metavar="KEY", help="a params key listing model names (models, probe.models)")
+    elif model:
         parser.add_argument("--model", required=True, help="a name with a `model.<name>` entry in params.yaml")
     if dataset:
         parser.add_argument("--dataset", required=True, help="a name with a `dataset.<name>` entry in params.yaml")

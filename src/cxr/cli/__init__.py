@@ -1,4 +1,5 @@
-"""The `cxr` command: look at raw data before a model learns from it, and switch params presets.
+"""The `cxr` command: look at raw data before a model learns from it, switch and check params, predict with
+trained models, and report what a branch changed.
 
     cxr inspect PATH [PATH ...] [--json]   what the index stage will find in a folder or zip, and what sources share
     cxr preset NAME [--set KEY=VALUE ...]   apply presets/NAME.yaml (dotted keys) to params.yaml, only those keys changed
@@ -13,40 +14,55 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
+from cxr.data.params import Layout
 from cxr.params import PARAMS_FILE
 from cxr.paths import SEGMENTER_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cxr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="cxr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Exit status: 0 done, 1 failed (the message names the file or key and the "
+                                            "fix), 2 a usage error. `cxr COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    inspect = commands.add_parser("inspect", help="inspect raw datasets (folders or zips) without writing anything")
+    def command(name: str, help: str, example: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=kwargs.pop("description", help[0].upper() + help[1:] + "."),
+                                   epilog=f"Example:\n  {example}" + (f"\n\n{kwargs.pop('epilog')}" if "epilog" in kwargs else ""),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    inspect = command("inspect", "inspect raw datasets (folders or zips) without writing anything",
+                      "cxr inspect data/raw/COVID-19_Radiography_Dataset.zip")
     inspect.add_argument("paths", nargs="+", type=Path, help="dataset folders or zip archives, as downloaded")
     inspect.add_argument("--json", action="store_true",
                          help="the full reports as strict JSON, alone on stdout (progress and warnings: stderr)")
-    inspect.add_argument("--layout", help="force a layout instead of detecting it (default: the configured "
-                                          "source's when params.yaml names the path, else auto)")
+    inspect.add_argument("--layout", choices=LAYOUT_CHOICES,
+                         help="force a layout instead of detecting it (default: the configured "
+                              "source's when params.yaml names the path, else auto)")
     inspect.add_argument("--class-map", action="append", default=[], metavar="RAW=CLASS",
                          help="map a raw class folder to a class (RAW= or RAW=null drops it); repeatable, over "
                               "source.<name>.class_map of params.yaml when the path is a configured source's")
     inspect.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per core)")
 
-    preset = commands.add_parser("preset", help="apply a params preset from presets/ to params.yaml")
+    preset = command("preset", "apply a params preset from presets/ to params.yaml",
+                     "cxr preset radiography --set source.radiography.path=data/raw/radiography.zip")
     preset.add_argument("name", nargs="?", help="preset name (a file presets/<name>.yaml); omit to list them")
     preset.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="one more dotted key to set, e.g. source.radiography.path=data/raw/x.zip")
 
-    commands.add_parser("check", help="check params.yaml as a whole pipeline: valid sections, no name pointing nowhere")
+    command("check", "check params.yaml as a whole pipeline: valid sections, no name pointing nowhere", "cxr check")
 
-    report = commands.add_parser("pr-report", help="what this branch did to params, metrics and plots, as markdown")
+    report = command("pr-report", "what this branch did to params, metrics and plots, as markdown",
+                     "cxr pr-report --base main --out pr-report")
     report.add_argument("--base", default="main", help="the revision to compare with (default: main)")
     report.add_argument("--out", type=Path, default=Path("pr-report"), help="folder to (re)write (default: pr-report)")
     report.add_argument("--plots-url", help="link the figures to this page instead of showing them (a PR comment)")
 
-    predict = commands.add_parser("predict", help="class probabilities of X-ray files (PNG, JPEG, DICOM), folders or zips",
-                                  epilog="A folder or zip in a known dataset layout gives its films only: its lung masks "
+    predict = command("predict", "class probabilities of X-ray files (PNG, JPEG, DICOM), folders or zips",
+                      "cxr predict films/ --model resnet18-full --explain maps/",
+                      epilog="A folder or zip in a known dataset layout gives its films only: its lung masks "
                                          "are skipped and its metadata sheets ignored, both counted. A film the tool's "
                                          "own checks call implausible (a constant image, a lung mask that fails the "
                                          "anatomical checks) abstains: no class, with the reason. Exit status: 0 when "
@@ -63,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--force-class", action="store_true",
                          help="give the most likely class even for films that fail the checks (constant image, "
                               "implausible lung mask) instead of abstaining; the failed checks stay in the notes")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    predict.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}", help="where the model runs (default: auto)")
 
-    docs = commands.add_parser("docs", help="copy the run's tables from reports/summary.md into README.md and docs/",
-                               description="Rewrites every `<!-- reports/summary.md: NAME -->` block of README.md and "
+    docs = command("docs", "copy the run's tables from reports/summary.md into README.md and docs/", "cxr docs --check",
+                   description="Rewrites every `<!-- reports/summary.md: NAME -->` block of README.md and "
                                            "docs/*.md with the summary's table of that name (run after `dvc repro`).")
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the pages out of date")
 
@@ -91,9 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     return run_preset(args.name, args.set)
 
 
+LAYOUT_CHOICES = get_args(Layout)  # what `source.<name>.layout` accepts
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cxr-pipeline")
+    except PackageNotFoundError:  # run from a checkout's src/ without installing it
+        return "(not installed)"
+
+
 def run_check() -> int:
     from cxr.cli.check import check_params
 
+    if not PARAMS_FILE.exists():
+        print(f"error: {PARAMS_FILE} not found: run `cxr check` in the repository's root folder", file=sys.stderr)
+        return 1
     problems = check_params(PARAMS_FILE)
     if problems:
         print(f"error: {PARAMS_FILE} is not a runnable pipeline:\n" + "\n".join(problems), file=sys.stderr)

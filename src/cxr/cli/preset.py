@@ -253,6 +253,10 @@ def _has(params: dict, parts: list[str]) -> bool:
 
 def run_preset(name: str | None, settings: list[str]) -> int:
     presets = list_presets()
+    if not PRESETS_DIR.is_dir() or not PARAMS_FILE.exists():
+        print(f"error: no {PRESETS_DIR}/ or {PARAMS_FILE} here: run `cxr preset` in the repository's root folder",
+              file=sys.stderr)
+        return 2
     if name is None:
         for preset in presets:
             first = (PRESETS_DIR / f"{preset}.yaml").read_text().splitlines()[0].lstrip("# ")

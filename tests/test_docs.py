@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cxr.report.docs import DocsError, documentation_pages, sync
+from cxr.cli.docs import DocsError, documentation_pages, stage_families_mermaid, sync
 from tests.conftest import REPO
 
 PAGES = documentation_pages(REPO)
@@ -53,10 +53,12 @@ def test_every_docs_page_is_linked_from_the_readme():
 
 
 def test_quoted_tables_are_the_committed_runs():
-    """Every table a page copies from reports/summary.md is the committed run's (`cxr docs` after `dvc repro`)."""
+    """Every table a page copies from reports/summary.md is the committed run's (`cxr docs` after `dvc repro`), and
+    the README's pipeline graph is dvc.yaml's."""
     blocks = sum(page.read_text().count("<!-- reports/summary.md: ") for page in PAGES)
     assert blocks >= 5  # the results tables of the README and docs/ are blocks, not hand copies
-    assert sync(PAGES, REPO / "reports" / "summary.md", write=False) == []
+    assert sync(PAGES, REPO / "reports" / "summary.md", write=False, root=REPO) == []
+    assert "<!-- dvc dag: stage families -->\n```mermaid" in (REPO / "README.md").read_text()
 
 
 SUMMARY = """| Dataset | Accuracy |
@@ -98,3 +100,43 @@ def test_cxr_docs_check_names_the_stale_page_and_cxr_docs_fixes_it(tmp_path, mon
     assert "README.md; run `cxr docs`" in capsys.readouterr().err
     assert cli.main(["docs"]) == 0 and cli.main(["docs", "--check"]) == 0
     assert "| full | 0.500 |" in (tmp_path / "README.md").read_text()
+
+
+def test_the_graph_has_a_box_per_stage_family_and_no_arrow_a_path_implies(tmp_path):
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    (tmp_path / "params.yaml").write_text("parts: [a, b]\n")
+    (tmp_path / "raw").write_text("x")
+    (tmp_path / "dvc.yaml").write_text("""stages:
+  split:
+    foreach: ${parts}
+    do:
+      cmd: cp raw out-${item}
+      deps: [raw]
+      outs:
+        - out-${item}
+  merge:
+    cmd: cat out-a out-b raw > merged
+    deps: [out-a, out-b, raw]
+    outs: [merged]
+  load:
+    cmd: cat raw > loaded
+    deps: [raw]
+    outs: [loaded]
+  publish:
+    cmd: cat merged out-a loaded > published
+    deps: [merged, out-a, loaded]
+    outs: [published]
+""")
+    assert stage_families_mermaid(tmp_path) == """```mermaid
+flowchart LR
+  split["split (2)"]
+  merge
+  load
+  publish
+  split --> merge
+  merge --> publish
+  load --> publish
+```
+"""

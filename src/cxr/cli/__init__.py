@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     docs = command("docs", "copy the run's tables from reports/summary.md into README.md and docs/", "cxr docs --check",
                    description="Rewrites every `<!-- reports/summary.md: NAME -->` block of README.md and "
-                                           "docs/*.md with the summary's table of that name (run after `dvc repro`).")
+                               "docs/*.md with the summary's table of that name (run after `dvc repro`), and the "
+                               "`<!-- dvc dag: stage families -->` block with the pipeline's graph.")
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the pages out of date")
 
     args = parser.parse_args(argv)
@@ -135,14 +136,14 @@ def run_check() -> int:
 
 def run_docs(check: bool) -> int:
     from cxr.paths import SUMMARY_FILE
-    from cxr.report.docs import DocsError, documentation_pages, sync
+    from cxr.cli.docs import DocsError, documentation_pages, sync
 
     if not SUMMARY_FILE.exists():
         print(f"error: {SUMMARY_FILE} not found: run `dvc repro` (or `dvc pull`) in the repository root first",
               file=sys.stderr)
         return 1
     try:
-        stale = sync(documentation_pages(), write=not check)
+        stale = sync(documentation_pages(), write=not check, root=Path("."))
     except DocsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,122 @@
+"""The default run's tables in the docs, copied from reports/summary.md, so no quoted figure is older than its run.
+
+A block of a markdown page
+
+    <!-- reports/summary.md: Cross-dataset tests -->
+    | ... the table ... |
+    <!-- end -->
+
+holds the table of the summary whose introducing paragraph starts with the text after the colon; the summary's
+first table, which has no paragraph, is called "Classification". `cxr docs` rewrites every block after a run;
+`cxr docs --check` (and the test suite) says which pages are out of date.
+
+A block `<!-- dvc dag: stage families -->` ... `<!-- end -->` holds the pipeline's graph as GitHub renders
+it (a mermaid flowchart), one box per stage family (`train` for every `train@<model>-<dataset>`) with its
+number of stages, drawn from the stages `dvc.yaml` resolves to with the params of the page's repository;
+an arrow that a longer path implies is left out.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+from cxr.paths import SUMMARY_FILE
+
+FIRST_TABLE = "Classification"
+DAG_BLOCK = re.compile(r"(?P<open><!-- dvc dag: stage families -->\n)(?P<body>.*?)(?P<close><!-- end -->)", re.S)
+BLOCK = re.compile(r"(?P<open><!-- reports/summary\.md: (?P<name>[^>]*?) -->\n)(?P<body>.*?)(?P<close><!-- end -->)", re.S)
+
+
+class DocsError(ValueError):
+    """A block names no table of the summary, or more than one; the message names the page and the block."""
+
+
+def summary_tables(summary: str) -> dict[str, str]:
+    """Each table of the summary (its lines, newline-terminated), keyed by the first line of the text before it."""
+    tables: dict[str, str] = {}
+    lead, rows = FIRST_TABLE, []
+    for line in [*summary.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append(line)
+            continue
+        if rows:
+            tables[lead] = "\n".join(rows) + "\n"
+            lead, rows = None, []
+        if line.strip() and lead is None:
+            lead = line
+    return tables
+
+
+def table_named(tables: dict[str, str], name: str, page: Path) -> str:
+    matches = [table for lead, table in tables.items() if lead.startswith(name)]
+    if len(matches) != 1:
+        leads = "; ".join(lead[:40] for lead in tables)
+        raise DocsError(f"{page}: the block '{name}' matches {len(matches)} tables of {SUMMARY_FILE} "
+                        f"(it must start exactly one of: {leads})")
+    return matches[0]
+
+
+def stage_families_mermaid(root: Path) -> str:
+    """`dvc dag --mermaid` collapsed to stage families: a box per family, an arrow from what it reads."""
+    from dvc.repo import Repo
+
+    # DVC's graph goes through pygtrie, which warns about its own API once per path (not ours to fix).
+    with Repo(str(root)) as repo, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="dvc")
+        stages = [stage.name for stage in repo.index.stages]
+        edges = [(dependency.name, stage.name) for stage, dependency in repo.index.graph.edges()]
+    family = {stage: stage.split("@")[0] for stage in stages}
+    order = list(dict.fromkeys(family.values()))  # dvc.yaml's order
+    counts = {name: list(family.values()).count(name) for name in order}
+    arrows = {(family[a], family[b]) for a, b in edges if family[a] != family[b]}
+    # An arrow that a longer path already implies is left out (prepare feeds the report through every run).
+    arrows = sorted((a, b) for a, b in arrows if not _reachable(a, b, arrows - {(a, b)}))
+    arrows.sort(key=lambda edge: (order.index(edge[0]), order.index(edge[1])))
+    lines = ["```mermaid", "flowchart LR"]
+    lines += [f'  {name}["{name} ({counts[name]})"]' if counts[name] > 1 else f"  {name}" for name in order]
+    lines += [f"  {a} --> {b}" for a, b in arrows]
+    return "\n".join([*lines, "```"]) + "\n"
+
+
+def _reachable(start: str, goal: str, arrows: set[tuple[str, str]]) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        for a, b in arrows:
+            if a == node and b not in seen:
+                if b == goal:
+                    return True
+                seen.add(b)
+                todo.append(b)
+    return False
+
+
+def render(page: Path, text: str, tables: dict[str, str], dag: str | None = None) -> str:
+    text = BLOCK.sub(lambda m: m["open"] + table_named(tables, m["name"], page) + m["close"], text)
+    if dag is not None:
+        text = DAG_BLOCK.sub(lambda m: m["open"] + dag + m["close"], text)
+    return text
+
+
+def sync(pages: list[Path], summary: Path = SUMMARY_FILE, write: bool = True, root: Path | None = None) -> list[Path]:
+    """The pages whose blocks differ from the summary's tables (and, given the repository's `root`, from its
+    pipeline graph); rewritten unless `write` is false."""
+    tables = summary_tables(summary.read_text())
+    dag = None
+    stale = []
+    for page in pages:
+        text = page.read_text()
+        if root is not None and dag is None and DAG_BLOCK.search(text):
+            dag = stage_families_mermaid(root)
+        new = render(page, text, tables, dag)
+        if new != text:
+            stale.append(page)
+            if write:
+                page.write_text(new)
+    return stale
+
+
+def documentation_pages(root: Path = Path(".")) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]

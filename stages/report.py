@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                 + parts["segmentation"])
     if cascade:
         summary += ("\nCascade: the lungs models on the same test films cut out with the segmenter's masks instead of "
-                    "the true ones (cost: true-mask score minus segmenter-mask score):\n\n" + parts["cascade"])
+                    "the true ones (change: segmenter-mask score minus true-mask score, negative when the segmenter costs):\n\n" + parts["cascade"])
     if marked:
         summary += (f"\nShortcut experiment: trained on the full view of clean films ({shortcut.clean}) and of the same films "
                     f"with a class marker outside the lungs ({shortcut.dataset}); tested on each one's own test split and "

@@ -649,13 +649,14 @@ def test_diagnosis_mode_scores_the_segmenter_as_a_classifier(offline_ultralytics
     assert diagnosis_runs([("lungs", lung_mode, {})]) == []
 
 
-def test_cascade_table_states_the_cost_per_model():
+def test_cascade_table_states_the_change_per_model_signed_as_the_cross_tests():
     from cxr.report.summary import cascade_table
 
     own = {"accuracy": 0.9, "accuracy_ci_low": 0.8, "accuracy_ci_high": 0.95, "macro_f1": 0.88}
     cut = {"accuracy": 0.75, "accuracy_ci_low": 0.6, "accuracy_ci_high": 0.85, "macro_f1": 0.7, "n_test": 40}
     table = cascade_table([("lungs", "lungs_segmented", "resnet18", cut, own)], "95%")
-    assert "| resnet18 | 0.900 [0.800, 0.950] | 0.750 [0.600, 0.850] | +0.150 | +0.180 | 40 |" in table
+    # Worse with the segmenter's masks: a negative change, as a cross test that loses is ("Macro-F1 change").
+    assert "| resnet18 | 0.900 [0.800, 0.950] | 0.750 [0.600, 0.850] | -0.150 | -0.180 | 40 |" in table
 
 
 # ---------------------------------------------------------------------------------------------------------

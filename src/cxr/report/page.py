@@ -148,7 +148,7 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
     if cascade:
         section.heading("Cascade")
         section.text("The lungs models on the same test films cut out with the segmenter's masks instead of the true "
-                     "ones (cost: true-mask score minus segmenter-mask score).")
+                     "ones (change: segmenter-mask score minus true-mask score, negative when the segmenter costs).")
         section.text(parts["cascade"])
     sections.append(section)
 

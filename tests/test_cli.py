@@ -29,19 +29,8 @@ def test_version_is_the_installed_packages(capsys):
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = None
-
-    def capture(self, *args, **kwargs):
-        nonlocal parser
-        parser = self
-        raise SystemExit(0)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(argparse.ArgumentParser, "parse_args", capture)
-        with pytest.raises(SystemExit):
-            cli.main([])
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    parser = cli.build_parser()
+    return dict(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
 
 
 def test_every_command_is_described_with_an_example_and_named_in_the_overview():

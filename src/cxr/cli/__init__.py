@@ -18,10 +18,11 @@ from typing import get_args
 
 from cxr.data.params import Layout
 from cxr.params import PARAMS_FILE
-from cxr.paths import SEGMENTER_FILE
+from cxr.paths import SEGMENTER_FILE, SUMMARY_FILE
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command with its description, example and options."""
     parser = argparse.ArgumentParser(prog="cxr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Exit status: 0 done, 1 failed (the message names the file or key and the "
                                             "fix), 2 a usage error. `cxr COMMAND --help` describes each command.")
@@ -86,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                                "docs/*.md with the summary's table of that name (run after `dvc repro`), and the "
                                "`<!-- dvc dag: stage families -->` block with the pipeline's graph.")
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the pages out of date")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "predict":
         from cxr.cli.predict import run_predict
 
@@ -135,7 +139,6 @@ def run_check() -> int:
 
 
 def run_docs(check: bool) -> int:
-    from cxr.paths import SUMMARY_FILE
     from cxr.cli.docs import DocsError, documentation_pages, sync
 
     if not SUMMARY_FILE.exists():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from cxr.paths import SUMMARY_FILE
@@ -68,12 +69,12 @@ def stage_families_mermaid(root: Path) -> str:
         stages = [stage.name for stage in repo.index.stages]
         edges = [(dependency.name, stage.name) for stage, dependency in repo.index.graph.edges()]
     family = {stage: stage.split("@")[0] for stage in stages}
-    order = list(dict.fromkeys(family.values()))  # dvc.yaml's order
-    counts = {name: list(family.values()).count(name) for name in order}
+    counts = Counter(family.values())  # in dvc.yaml's order
+    order = list(counts)
     arrows = {(family[a], family[b]) for a, b in edges if family[a] != family[b]}
     # An arrow that a longer path already implies is left out (prepare feeds the report through every run).
-    arrows = sorted((a, b) for a, b in arrows if not _reachable(a, b, arrows - {(a, b)}))
-    arrows.sort(key=lambda edge: (order.index(edge[0]), order.index(edge[1])))
+    arrows = sorted(((a, b) for a, b in arrows if not _reachable(a, b, arrows - {(a, b)})),
+                    key=lambda edge: (order.index(edge[0]), order.index(edge[1])))
     lines = ["```mermaid", "flowchart LR"]
     lines += [f'  {name}["{name} ({counts[name]})"]' if counts[name] > 1 else f"  {name}" for name in order]
     lines += [f"  {a} --> {b}" for a, b in arrows]

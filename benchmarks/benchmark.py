@@ -18,7 +18,8 @@ hits both alike; medians of the repeats are reported.
    same model, batch size, input size and autocast (bf16 on a GPU that has it), in the default memory format
    and in channels_last; the ratio is to the better of the two. For the study's GPU sizes:
    `python benchmarks/benchmark.py --skip-pipeline --prepared-from . --study-sizes` (224 px, 299 for
-   InceptionV3, batch 128).
+   InceptionV3, batch 128); add `--skip-startup` on a machine whose start-up figures should not replace the
+   stored ones.
 
 The figures go to benchmarks/results.json (only the sections measured are replaced) and the performance
 tables of docs/performance.md are rendered from it: `python benchmarks/results.py --docs`.
@@ -292,6 +293,8 @@ def machine(device: torch.device) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-pipeline", action="store_true", help="only start-up and throughput")
+    parser.add_argument("--skip-startup", action="store_true",
+                        help="keep the stored start-up figures (a GPU machine's throughput run leaves the 2-core ones)")
     parser.add_argument("--prepared-from", type=Path, help="repository whose data/prepared to use (with --skip-pipeline)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per model and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timed repeats per loop (median reported)")
@@ -310,8 +313,9 @@ def main() -> None:
     stamp = {"date": datetime.date.today().isoformat(), "machine": machine(device)}
     results = stored.load(args.results)
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, device {device}")
-    results["startup"] = stamp | startup_section(startup_times(args.startup_repeats))
-    stored.save(results, args.results)
+    if not args.skip_startup:
+        results["startup"] = stamp | startup_section(startup_times(args.startup_repeats))
+        stored.save(results, args.results)
     with tempfile.TemporaryDirectory(prefix="cxr-bench-") as scratch:
         prepared_root = args.prepared_from
         if not args.skip_pipeline:

@@ -67,7 +67,8 @@ class SplitBatches:
         if device.type == "cuda" and split.images.nbytes <= RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]:
             self.images = torch.empty(split.images.shape, dtype=torch.uint8, device=device)
             for start in range(0, self.count, 1024):  # in chunks: no second host copy of the whole split
-                chunk = torch.from_numpy(np.ascontiguousarray(split.images[start:start + 1024]))
+                # A copy: torch refuses to wrap the read-only memory map without a warning.
+                chunk = torch.from_numpy(np.array(split.images[start:start + 1024]))
                 self.images[start:start + 1024].copy_(chunk)
 
     def __len__(self) -> int:

@@ -5,7 +5,8 @@
 
 `--models-of` names the params key listing the models (`models`, `probe.models`): a cross test scores every
 one of them in one process, since loading torch costs more than scoring a test split. Writes, per model, the
-flat metrics JSON, the per-image predictions and the confusion / ROC plot data.
+flat metrics JSON, the per-image predictions and the confusion / ROC data, and for all of them together the
+figures' data of `dvc plots`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import json
 
 from cxr.io.arrays import SplitArrays
-from cxr.metrics.classification import classification_metrics, write_evaluation
+from cxr.metrics.classification import classification_metrics, write_evaluation, write_plot_data
 from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
 from cxr.models.inference import SplitBatches, predict_probabilities
 from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
-from cxr.paths import confusion_file, metrics_file, model_file, predictions_file, roc_dir, split_dir, view_file
+from cxr.paths import (confusion_file, evaluation_plots_dir, metrics_file, model_file, predictions_file, roc_dir,
+                       split_dir, view_file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     test = SplitArrays.load(split_dir(tested_on, "test"))
     preprocessing = json.loads(view_file(tested_on).read_text())
 
+    scored = {}
     for model_name in models:
         # A checkpoint made for another architecture, dataset, class list or preprocessing would be scored
         # silently against this test split and overwrite this model's metrics. A dataset tested across must
@@ -61,12 +64,15 @@ def main(argv: list[str] | None = None) -> None:
                          predictions_file(args.dataset, model_name, tested_on),
                          confusion_file(args.dataset, model_name, tested_on), roc_dir(args.dataset, model_name, tested_on),
                          metrics, test.labels, test.names, probabilities, meta["classes"])
+        scored[model_name] = (test.labels, probabilities)
 
         auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")
         run = f"{model_name}/{args.dataset}" + (f" on {tested_on}" if tested_on != args.dataset else "")
         print(f"{run}: accuracy {metrics['accuracy']:.3f} "
               f"[{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], "
               f"macro-F1 {metrics['macro_f1']:.3f}, AUC {auc}, ECE {metrics['ece']:.3f}")
+
+    write_plot_data(evaluation_plots_dir(args.dataset, tested_on), scored, params["classes"])
 
 
 if __name__ == "__main__":

@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"with a class marker outside the lungs ({shortcut.dataset}); tested on each one's own test split and "
                     f"on marker-free films:\n\n" + parts["shortcut"])
     write_text(SUMMARY_FILE, summary)
-    comparison_figure(COMPARISON_FIGURE, runs, datasets, models, level)
+    comparison_figure(COMPARISON_FIGURE, runs, datasets, models, level,
+                      chance={dataset: audit_by_source[params["dataset"][dataset]["source"]] for dataset in datasets
+                              if params["dataset"][dataset]["source"] in audit_by_source})
     write_cross_model_figure(explained, datasets, models, EXPLANATIONS_FIGURE)
     shown = zones_class or classes[0]
     write_zones_figure(explain_by_run, datasets, models, slug(shown),

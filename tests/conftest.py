@@ -40,10 +40,19 @@ os.environ.update(YOLO_CONFIG_DIR=tempfile.mkdtemp(prefix="ultralytics-tests-"),
 PIPELINE_TIMEOUT = 1500
 
 
+# pytest-xdist hands each worker whole test files in collection order, two ahead (pyproject: --dist loadfile
+# --no-loadscope-reorder): the files that build pipelines go first, longest first (their times on 2 cores in
+# docs/testing.md), so the quick files fill in around them instead of one long file running alone at the end.
+LONGEST_FIRST = ["test_pipeline.py", "test_presets.py", "test_shortcut.py", "test_experiments.py", "test_remote.py",
+                 "test_distributed.py", "test_reproducible.py"]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("pipeline") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(PIPELINE_TIMEOUT))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest in collection order
 
 
 # Under pytest-xdist each worker takes its share of the cores, and so do the pipeline stages it starts.
@@ -158,7 +167,7 @@ def copy_pipeline(target: Path) -> None:
     for name in PIPELINE_FILES:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, target / name)
-    for folder in ("stages", "src"):
+    for folder in ("stages", "src", ".dvc/plots"):
         shutil.copytree(REPO / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
 
 

@@ -365,3 +365,25 @@ def test_report_stage_names_a_missing_confusion_matrix_before_writing_anything(w
     with pytest.raises(SystemExit, match=r"reports/cross/full-on-radiography_full/resnet18/confusion.json not found"):
         run_stage("report")
     assert not paths.SUMMARY_FILE.exists() and not paths.INDEX_FILE.exists() and not paths.CARDS_DIR.exists()
+
+
+def test_the_comparison_figure_draws_each_sources_chance_level(tmp_path):
+    """The bars beside what always answering the training split's majority class scores: one dashed line per
+    distinct level, named by the datasets it belongs to (two views of one source share theirs)."""
+    from cxr.report.summary import comparison_figure
+
+    scores = {"accuracy": 0.8, "accuracy_ci_low": 0.7, "accuracy_ci_high": 0.9,
+              "macro_f1": 0.75, "macro_f1_ci_low": 0.6, "macro_f1_ci_high": 0.85}
+    runs = [(dataset, model, scores) for dataset in ("full", "lungs", "kermany") for model in ("a", "b")]
+    chance = {"full": {"chance_accuracy": 1 / 3, "chance_macro_f1": 1 / 6},
+              "lungs": {"chance_accuracy": 1 / 3, "chance_macro_f1": 1 / 6},
+              "kermany": {"chance_accuracy": 0.625, "chance_macro_f1": 0.256}}
+    figure = comparison_figure(tmp_path / "c.png", runs, ["full", "lungs", "kermany"], ["a", "b"], "95%", chance)
+    accuracy, macro_f1 = figure.axes[:2]
+    def levels(axis):
+        return sorted((line.get_ydata()[0], line.get_label()) for line in axis.get_lines() if line.get_label().startswith("chance"))
+    assert levels(accuracy) == [(pytest.approx(1 / 3), "chance (full, lungs): 0.33"), (0.625, "chance (kermany): 0.62")]
+    assert [y for y, _ in levels(macro_f1)] == [pytest.approx(1 / 6), 0.256]
+    assert {text.get_text() for text in macro_f1.get_legend().get_texts()} == {label for _, label in levels(macro_f1)}
+    assert not [line for line in comparison_figure(tmp_path / "d.png", runs, ["full"], ["a", "b"], "95%").axes[0].get_lines()
+                if line.get_label().startswith("chance")]

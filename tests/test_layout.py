@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cxr import paths
-from tests.conftest import REPO, default_params
+from tests.conftest import LONGEST_FIRST, REPO, default_params
 
 SRC = REPO / "src"
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -145,15 +145,21 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
     # A probe stage is its grid stage over the probe's lists.
     grid = params["probe"] if name.startswith("probe_") else params
     name = name.removeprefix("probe_")
-    if name == "crosstest":
-        # Every model of the grid in one stage: the folders that hold each model's files.
-        test = next(t for i, t in enumerate(grid["cross_tests"]) if item == f"test{i}")
-        dataset, tested_on = test["trained_on"], test["tested_on"]
+    if name in ("evaluate", "crosstest"):
+        # Every model of the grid in one stage: the folders that hold each model's files, and the figures' data
+        # of all of them.
+        if name == "crosstest":
+            test = next(t for i, t in enumerate(grid["cross_tests"]) if item == f"test{i}")
+            dataset, tested_on = test["trained_on"], test["tested_on"]
+        else:
+            dataset = tested_on = next(d for d in grid["datasets"] if item == d)
         owned = {(paths.metrics_file(dataset, model, tested_on).parent, paths.evaluation_dir(dataset, model, tested_on).parent,
                   paths.model_file(dataset, model).parent) for model in grid["models"]}
         assert len(owned) == 1, owned
         metrics_dir, evaluation_dir, models_dir = owned.pop()
-        return {metrics_dir, evaluation_dir}, {models_dir, paths.split_dir(tested_on, "test"), paths.view_file(tested_on)}
+        plots = paths.evaluation_plots_dir(dataset, tested_on)
+        return ({metrics_dir, evaluation_dir, plots / "roc.json", plots / "confusion.json"},
+                {models_dir, paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
     model, dataset = next((m, d) for m in grid["models"] for d in grid["datasets"] if item == f"{m}-{d}")
     if name == "train":
         return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
@@ -163,10 +169,7 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
         return ({paths.explain_metrics_file(dataset, model), paths.explain_dir(dataset, model)},
                 {paths.model_file(dataset, model), paths.split_dir(dataset, "test"), paths.view_file(dataset),
                  paths.predictions_file(dataset, model)})
-    assert name == "evaluate"
-    return ({paths.metrics_file(dataset, model), paths.predictions_file(dataset, model),
-             paths.confusion_file(dataset, model), paths.roc_dir(dataset, model)},
-            {paths.model_file(dataset, model), paths.split_dir(dataset, "test"), paths.view_file(dataset)})
+    raise AssertionError(f"no expected paths for stage {address}")
 
 
 def test_declared_outputs_are_the_paths_the_code_writes():
@@ -212,3 +215,8 @@ def test_the_registry_names_every_trained_model():
     expected["lung-segmenter"] = paths.SEGMENTER_FILE
     assert {name: Path(entry["path"]) for name, entry in artifacts.items()} == expected
     assert all(entry["type"] == "model" and entry["desc"] and entry["labels"] for entry in artifacts.values())
+
+
+def test_the_longest_first_test_order_names_existing_files():
+    """conftest.py's LONGEST_FIRST orders the suite for the workers; a renamed file would silently drop to the end."""
+    assert [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()] == []

@@ -230,6 +230,46 @@ def test_the_html_report_renders_offline_in_chromium(tiny_pipeline, tmp_path):
     assert "not a medical device" in card and "lungs_segmented" in card
 
 
+@pytest.mark.system
+def test_dvc_plots_render_offline_in_chromium(scratch_repo, tmp_path):
+    """`dvc plots show` writes a page that loads nothing (Vega comes inside it, .dvc/config's html_template): in
+    Chromium with every request but the page refused, each plot is drawn; one ROC figure per dataset, all models."""
+    from playwright.sync_api import sync_playwright
+
+    require_system(CHROMIUM, "Debian's chromium (`apt-get install -y chromium`)")
+    out = tmp_path / "plots"
+    dvc_in(scratch_repo, "plots", "show", "-o", str(out))
+    page_file = out / "index.html"
+    html = page_file.read_text()
+    assert "cdn.jsdelivr.net" not in html and "<script src=" not in html
+    params = tiny_pipeline_params()
+    for dataset in params["datasets"]:
+        assert f"reports/plots/evaluate/{dataset}/roc.json" in html
+    messages, errors, requests = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            local = out.as_uri() + "/"
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
+            page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_file.as_uri(), wait_until="load")
+            # vega-embed replaces each plot's div content with its chart, drawn on a canvas: wait until every plot of
+            # the page is drawn, or fail on time.
+            plots = html.count("vegaEmbed(")
+            page.wait_for_function(f"() => document.querySelectorAll('.vega-embed canvas').length >= {plots}",
+                                   timeout=60_000)
+            drawn = page.evaluate("() => document.querySelectorAll('.vega-embed canvas').length")
+            page.screenshot(path=tmp_path / "plots.png", full_page=True)
+        finally:
+            browser.close()
+    assert errors == [] and [m for m in messages if m.startswith("error")] == []
+    assert requests and all(url.startswith(local) for url in requests), "the page loads nothing but its own files"
+    assert drawn == plots > 2 * len(params["datasets"])
+
+
 def _edit_params(repo: Path, edit) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     edit(params)
@@ -241,13 +281,14 @@ def test_editing_evaluate_params_invalidates_only_evaluate(scratch_repo):
     _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=150))
     params = tiny_pipeline_params()
     # explain and the segmenter's evaluation read the bootstrap settings too: their intervals are made like evaluate's.
-    assert changed_stages(repo) == ({f"{s}@{m}-{d}" for s in ("evaluate", "explain")
-                                     for m in params["models"] for d in params["datasets"]}
+    assert changed_stages(repo) == ({f"evaluate@{d}" for d in params["datasets"]}
+                                    | {f"explain@{m}-{d}" for m in params["models"] for d in params["datasets"]}
                                     | {f"crosstest@test{i}" for i in range(len(params["cross_tests"]))}
                                     | {f"segment_{s}@{d}" for s in ("evaluate", "explain")
                                        for d in params["segment"]["evaluate_on"]}
-                                    | {f"probe_{s}@{m}-{d}" for s in ("evaluate", "explain")
-                                       for m in params["probe"]["models"] for d in params["probe"]["datasets"]}
+                                    | {f"probe_evaluate@{d}" for d in params["probe"]["datasets"]}
+                                    | {f"probe_explain@{m}-{d}" for m in params["probe"]["models"]
+                                       for d in params["probe"]["datasets"]}
                                     | {f"probe_crosstest@test{i}" for i in range(len(params["probe"]["cross_tests"]))})
     _edit_params(repo, lambda p: p["evaluate"].update(bootstrap_resamples=100, confidence_level=0.9))
     # The report prints the level in its table, so it reads that one key too.
@@ -277,7 +318,10 @@ def test_changing_one_model_param_invalidates_only_that_model(scratch_repo):
 def test_an_experiment_on_one_model_reruns_only_that_model(retrained):
     repo, lock_before, lock_after = retrained
     moved = {name for name in lock_after if lock_after[name] != lock_before[name]}
-    allowed = {*(f"{s}@{RETRAINED}-{d}" for s in ("train", "evaluate", "explain") for d in ("full", "lungs")),
+    # evaluate@<dataset> scores every model of the dataset in one process: it runs again, and only the retrained
+    # model's files change (the pull-request report's test below).
+    allowed = {*(f"{s}@{RETRAINED}-{d}" for s in ("train", "explain") for d in ("full", "lungs")),
+               "evaluate@full", "evaluate@lungs",
                *(f"crosstest@test{i}" for i in range(len(tiny_pipeline_params()["cross_tests"]))), "report"}
     assert {f"train@{RETRAINED}-full", f"train@{RETRAINED}-lungs"} <= moved <= allowed
     shown = json.loads(dvc_in(repo, "exp", "show", "--json"))

@@ -53,6 +53,16 @@ def test_changed_plots_are_grouped_by_run(name, run, series):
     assert (change.run, change.series) == (run, series)
 
 
+def test_a_plot_of_every_model_is_reported_per_model_and_class():
+    """evaluate's roc.json holds every model's curves: a change is the changed model's, one series per class."""
+    change = PlotChange(name="reports/plots/evaluate/full/roc.json", kind="vega", status="changed",
+                        group=(("model", "densenet161"), ("class", "COVID-19")))
+    assert (change.run, change.series) == ("reports/plots/evaluate/full/densenet161", "roc/covid19")
+    confusion = PlotChange(name="reports/plots/cross/full-on-radiography_full/confusion.json", kind="vega",
+                           status="new", group=(("model", "resnet18"),))
+    assert (confusion.run, confusion.series) == ("reports/plots/cross/full-on-radiography_full/resnet18", "confusion")
+
+
 def test_an_unknown_base_revision_is_an_error_that_names_it(tmp_path, monkeypatch, capsys):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

@@ -49,9 +49,8 @@ def shortcut_params() -> dict:
 # What the tests below read (and whatever these need): the scores, explanations and cross tests of both views,
 # the probes' scores and the sources' audits. Neither the segmenter, the probes' maps nor the report says
 # anything of markers, so neither the baseline nor the experiment runs them.
-TARGETS = ["evaluate@resnet18-full", "evaluate@resnet18-lungs", "explain@resnet18-full", "explain@resnet18-lungs",
-           "crosstest@test0", "crosstest@test1",
-           "probe_evaluate@resnet18-outside", "probe_evaluate@resnet18-shortcut_outside"]
+TARGETS = ["evaluate@full", "evaluate@lungs", "explain@resnet18-full", "explain@resnet18-lungs",
+           "crosstest@test0", "crosstest@test1", "probe_evaluate@outside", "probe_evaluate@shortcut_outside"]
 
 
 def _metrics(repo: Path) -> dict[str, dict]:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from cxr.io.arrays import SplitArrays
-from cxr.paths import evaluation_dir, metrics_file, model_file, split_dir, train_log_dir
+from cxr.metrics.classification import slug
+from cxr.paths import evaluation_dir, evaluation_plots_dir, metrics_file, model_file, split_dir, train_log_dir
 from tests.conftest import run_stage, tiny_params, write_params
 
 
@@ -71,6 +72,15 @@ def test_evaluate_writes_metrics_predictions_and_plots(prepared):
     assert (predictions["actual"] == predictions["predicted"]).mean() == pytest.approx(metrics["accuracy"])
     assert len(json.loads((out / "confusion.json").read_text())) == len(test)
     assert sorted(p.name for p in (out / "roc").iterdir()) == ["covid19.json", "normal.json", "pneumonia.json"]
+    # The figures' data of `dvc plots`: the same curves and confusion records, tagged with their model and class.
+    plots = evaluation_plots_dir("full")
+    confusion = json.loads((plots / "confusion.json").read_text())
+    assert confusion == [{"model": "inception_v3", **record} for record in json.loads((out / "confusion.json").read_text())]
+    roc = json.loads((plots / "roc.json").read_text())
+    for name in ("COVID-19", "Pneumonia", "Normal"):
+        curve = [{"fpr": p["fpr"], "tpr": p["tpr"]} for p in roc if p["class"] == name]
+        assert curve == json.loads((out / "roc" / f"{slug(name)}.json").read_text()) and curve, name
+    assert {p["model"] for p in roc} == {"inception_v3"}
 
 
 def test_timm_model_trains_and_evaluates(prepared):

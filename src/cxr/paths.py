@@ -96,6 +96,14 @@ def roc_dir(dataset: str, model: str, tested_on: str | None = None) -> Path:
     return evaluation_dir(dataset, model, tested_on) / "roc"
 
 
+def evaluation_plots_dir(dataset: str, tested_on: str | None = None) -> Path:
+    """What `dvc plots` shows of one evaluation stage: every model's ROC curves in one figure, their confusion
+    matrices in another (roc.json, confusion.json)."""
+    if tested_on is None or tested_on == dataset:
+        return Path("reports/plots/evaluate") / dataset
+    return Path("reports/plots/cross") / f"{dataset}-on-{tested_on}"
+
+
 SUMMARY_FILE = Path("reports/summary.md")
 INDEX_FILE = Path("reports/index.html")  # every result in one self-contained page
 CARDS_DIR = Path("reports/cards")

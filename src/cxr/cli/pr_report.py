@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cxr.io.files import atomic_dir
+from cxr.metrics.classification import slug
 
 REPORT_FILE = "report.md"
 FULL_REPORT_FILE = "report-full.md"
@@ -34,6 +35,11 @@ class ChangeReportError(RuntimeError):
     """A dvc command the report needs failed (not a DVC repository, unknown base revision, ...)."""
 
 
+# Fields that tag each record of a plot shared by several runs (evaluate's roc.json: every model, every class);
+# a change is reported per model and class, so that the report shows only what moved.
+GROUP_FIELDS = ("model", "class")
+
+
 @dataclass(frozen=True)
 class PlotChange:
     name: str  # the plot's file as declared in dvc.yaml
@@ -42,17 +48,24 @@ class PlotChange:
     fields: tuple[str, str] = ("", "")  # vega: the (x, y) fields of a point
     points: dict[str, list[dict]] = field(default_factory=dict)  # vega: revision -> points
     images: dict[str, Path] = field(default_factory=dict)  # image: revision -> the file dvc plots diff wrote
+    group: tuple[tuple[str, str], ...] = ()  # the GROUP_FIELDS values of these points in a shared plot
 
     @property
     def run(self) -> str:
         """The run a plot belongs to, whose changed plots share one figure: reports/train/lungs/resnet18 for its
-        per-epoch logs (.../plots/metrics/*.tsv), reports/evaluate/lungs/resnet18 for its ROC and confusion data."""
+        per-epoch logs (.../plots/metrics/*.tsv), reports/plots/evaluate/lungs/resnet18 for its part of the
+        dataset's ROC and confusion data."""
+        model = dict(self.group).get("model")
+        if model:
+            return str(Path(self.name).parent / model)
         parts = Path(self.name).parts
         cut = next((i for i, part in enumerate(parts) if i and part in ("plots", "roc")), len(parts) - 1)
         return str(Path(*parts[:cut]))
 
     @property
     def series(self) -> str:
+        if self.group:
+            return "/".join([Path(self.name).stem, *(slug(value) for key, value in self.group if key != "model")])
         return str(Path(self.name).relative_to(self.run)).removeprefix("plots/metrics/").rsplit(".", 1)[0]
 
     @property
@@ -86,35 +99,43 @@ def commit_of(base: str) -> str:
 
 
 def plot_changes(base: str, images_dir: Path) -> list[PlotChange]:
-    """The plots of dvc.yaml whose data differ between `base` and the workspace, new ones and removed ones."""
+    """The plots of dvc.yaml whose data differ between `base` and the workspace, new ones and removed ones; a
+    plot shared by several runs, per run (and class)."""
     shown = json.loads(dvc("plots", "diff", base, "--json", "-o", str(images_dir)))
     changes = []
     for name, renders in sorted(shown.get("data", {}).items()):
         if renders[0]["type"] == "image":
             images = {render["revisions"][0]: Path(render["url"]) for render in renders}
             versions = {rev: path.read_bytes() for rev, path in images.items()}
-            change = dict(kind="image", images=images)
-        else:
-            points = defaultdict(list)
-            for render in renders:
-                for point in render["content"]["data"]["values"]:
-                    points[point["rev"]].append({k: v for k, v in point.items() if k != "rev"})
-            content = renders[0]["content"]
+            changes += _changed(base, versions, name=name, kind="image", images=images)
+            continue
+        groups = defaultdict(lambda: defaultdict(list))
+        for render in renders:
+            for point in render["content"]["data"]["values"]:
+                group = tuple((key, str(point[key])) for key in GROUP_FIELDS if key in point)
+                groups[group][point["rev"]].append({k: v for k, v in point.items() if k != "rev" and k not in GROUP_FIELDS})
+        content = renders[0]["content"]
+        for group, points in sorted(groups.items()):
             first = next(iter(points.values()))[0]
             x_field = content.get("encoding", {}).get("x", {}).get("field") or next(iter(first))
             y_field = next(key for key in first if key not in (x_field, "timestamp"))
             versions = {rev: json.dumps(rev_points, sort_keys=True) for rev, rev_points in points.items()}
-            change = dict(kind="vega", fields=(x_field, y_field), points=dict(points))
-        if WORKSPACE not in versions:
-            status = "removed"
-        elif base not in versions:
-            status = "new"
-        elif versions[base] != versions[WORKSPACE]:
-            status = "changed"
-        else:
-            continue
-        changes.append(PlotChange(name=name, status=status, **change))
+            changes += _changed(base, versions, name=name, kind="vega", fields=(x_field, y_field), points=dict(points),
+                                group=group)
     return changes
+
+
+def _changed(base: str, versions: dict, **change) -> list[PlotChange]:
+    """[the PlotChange] where the versions differ, new or removed; [] where they are the same."""
+    if WORKSPACE not in versions:
+        status = "removed"
+    elif base not in versions:
+        status = "new"
+    elif versions[base] != versions[WORKSPACE]:
+        status = "changed"
+    else:
+        return []
+    return [PlotChange(status=status, **change)]
 
 
 def run_figure(path: Path, run: str, changes: list[PlotChange], base: str) -> None:

@@ -156,6 +156,20 @@ def roc_records(labels: np.ndarray, probabilities: np.ndarray, index: int) -> li
     return [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr)]
 
 
+def write_plot_data(directory: Path, runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: Sequence[str]) -> None:
+    """roc.json and confusion.json of `runs` (model -> (labels, probabilities)) in one folder: records tagged with
+    their model (and class), so one figure shows every model (the templates in .dvc/plots)."""
+    roc, confusion = [], []
+    for model, (labels, probabilities) in runs.items():
+        for index, name in enumerate(classes):
+            roc += [{"model": model, "class": name, **point} for point in roc_records(labels, probabilities, index)]
+        confusion += [{"model": model, **record}
+                      for record in confusion_records(labels, probabilities.argmax(axis=1), classes)]
+    with atomic_dir(directory) as tmp:
+        write_json(tmp / "roc.json", roc)
+        write_json(tmp / "confusion.json", confusion)
+
+
 def write_evaluation(metrics_path: Path, predictions_path: Path, confusion_path: Path, roc_path: Path, metrics: dict,
                      labels: np.ndarray, names: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> None:
     """The metrics JSON, the per-image predictions CSV, the confusion records and a folder of per-class ROC curves."""

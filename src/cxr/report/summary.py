@@ -156,7 +156,10 @@ def zones_table(runs: list[tuple[str, str, dict]], class_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_figure(path: Path, runs: list[tuple[str, str, dict]], datasets: list[str], models: list[str], level: str) -> None:
+def comparison_figure(path: Path, runs: list[tuple[str, str, dict]], datasets: list[str], models: list[str], level: str,
+                      chance: dict[str, dict] | None = None) -> Figure:
+    """Accuracy and macro-F1 of every run with their intervals; `chance`: per dataset, its source's shortcut audit,
+    whose chance_accuracy and chance_macro_f1 (always the training split's majority class) are drawn as lines."""
     metrics = {(dataset, model): m for dataset, model, m in runs}
     figure = Figure(figsize=(11, 4))
     axes = figure.subplots(1, 2, sharey=True)
@@ -169,15 +172,28 @@ def comparison_figure(path: Path, runs: list[tuple[str, str, dict]], datasets: l
             high = np.array([metrics[dataset, model][f"{key}_ci_high"] for model in models])
             axis.bar(positions + (offset - (len(datasets) - 1) / 2) * width, values, width,
                      yerr=np.vstack([values - low, high - values]), capsize=3, label=dataset)
+        # One line per distinct chance level (the views of one source share it), named by its datasets.
+        levels: dict[float, tuple[float, list[str]]] = {}
+        for dataset in datasets:
+            value = (chance or {}).get(dataset, {}).get(f"chance_{key}")
+            if value is not None:
+                levels.setdefault(round(value, 3), (value, []))[1].append(dataset)
+        for value, named in levels.values():
+            axis.axhline(value, color="0.3", linestyle="--", linewidth=1,
+                         label=f"chance ({', '.join(named)}): {value:.2f}")
         axis.set_xticks(positions, models, rotation=15)
         axis.set_title(f"{title} on the test split ({level} bootstrap CI)")
         axis.set_ylim(0, 1)
         axis.grid(axis="y", alpha=0.3)
-    axes[0].legend(title="dataset")
+    axes[0].legend(fontsize=8)  # the datasets' bars and the accuracy's chance lines
+    lines = [(handle, label) for handle, label in zip(*axes[1].get_legend_handles_labels()) if label.startswith("chance")]
+    if lines:
+        axes[1].legend(*zip(*lines), fontsize=8)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         # No software/version stamp, so the same metrics give the same bytes.
         figure.savefig(tmp, dpi=120, format="png", metadata={"Software": None})
+    return figure
 
 
 def load_segment_metrics(dataset: str) -> tuple[dict, dict]:

@@ -35,6 +35,7 @@ from cxr.report.summary import (
     cascade_table,
     comparison_figure,
     cross_table,
+    data_banner,
     diagnosis_runs,
     explanations_table,
     load_confusion,
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     params = stage_params({"datasets": Names, "models": Names, "cross_tests": CrossTests, "segmented_dataset": dict,
                            "segment.evaluate_on": Names, "train": dict, "model": dict,
                            "dataset": dict, "probe": ProbeParams, "shortcut": ShortcutParams | None,
-                           "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)]})
+                           "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)],
+                           "source": dict, "generate": dict, "generate_radiography": dict})
     datasets, models = params["datasets"], params["models"]
     probe: ProbeParams = params["probe"]
     shortcut: ShortcutParams | None = params["shortcut"]
@@ -145,15 +147,20 @@ def main(argv: list[str] | None = None) -> None:
     shown = zones_class or classes[0]
     write_zones_figure(explain_by_run, datasets, models, slug(shown),
                        ZONES_FIGURE, class_name=shown)
+    generators = {section: params[section] for section in ("generate", "generate_radiography")}
+    tested = [test.tested_on for test in params["cross_tests"]] + [test.tested_on for test in probe.cross_tests]
+    sources = source_of | {name: entry["source"] for name, entry in params["segmented_dataset"].items()}
+    used = list(dict.fromkeys(sources[name] for name in [*datasets, *probe.datasets, *tested]))
     write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, confusions, params["segment.evaluate_on"], cascade,
-                shortcut, probe.models, level)
+                shortcut, probe.models, level, data_banner(used, params["source"], generators))
     with atomic_dir(CARDS_DIR) as cards:
         for dataset, model, metrics in runs:
             card = model_card(model, dataset, params["model"][model], params["train"], *trained[dataset, model], metrics,
                               [(tested_on, m) for trained_on, tested_on, name, m, _ in cross
                                if (trained_on, name) == (dataset, model)],
                               explain_by_run[dataset, model], classes, level, audit_by_source[source_of[dataset]],
-                              [row for row in views if row[1] == source_of[dataset]])
+                              [row for row in views if row[1] == source_of[dataset]],
+                              data_banner([source_of[dataset]], params["source"], generators))
             write_text(cards / card_file(dataset, model).name, card)
     print(SUMMARY_FILE.read_text())
 

@@ -30,7 +30,7 @@ from cxr.explain.scores import (
     zone_shares,
 )
 from cxr.io.arrays import SplitArrays, intensity_stats
-from cxr.metrics.classification import write_evaluation
+from cxr.metrics.classification import slug, write_evaluation
 from cxr.models.inference import model_input
 from cxr.models.registry import STUDY_ARCHS, build_model
 from tests.conftest import REPO
@@ -619,6 +619,10 @@ def test_explain_split_end_to_end(lung_model):
         assert metrics[key] is not None, key
     for zone in ZONES:
         assert f"zone_{zone}_covid19" in metrics and f"involved_{zone}_normal" in metrics
+    # The zone shares' denominators: the sampled images with a lung mask, by predicted class.
+    sampled_predictions = explained.predictions[explained.sampled & explained.has_mask]
+    assert [metrics[f"predicted_{slug(name)}"] for name in explained.classes] == \
+        [int((sampled_predictions == c).sum()) for c in range(len(explained.classes))]
 
     # The image without a mask is left out of every mask-based figure: dropping it changes none of them.
     keep = np.array([i != no_mask for i in expected_order])

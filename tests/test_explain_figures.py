@@ -222,13 +222,15 @@ def test_explanations_table_rows_with_intervals():
 
 
 def test_zones_table_has_each_run_and_the_reference_row():
-    runs = [("full", "resnet18", explain_metrics()), ("lungs", "resnet18", explain_metrics(involved_upper_covid19=None))]
+    runs = [("full", "resnet18", explain_metrics(predicted_covid19=4)),
+            ("lungs", "resnet18", explain_metrics(involved_upper_covid19=None))]
     lines = zones_table(runs, "COVID-19").splitlines()
     assert "predicted as COVID-19" in lines[0] and "Abougazia et al. 2021" in lines[0]
-    assert lines[2] == "| Dataset | Model | Upper | Middle | Lower | Central | Peripheral |"
-    assert lines[4:] == ["| full | resnet18 | 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |",
-                         "| lungs | resnet18 | n/a | 0.400 | 0.700 | 0.250 | 0.900 |",
-                         "| Abougazia et al. 2021 | COVID-19 patients | 0.11 | 0.48 | 0.87 | - | 0.70 |"]
+    assert lines[2] == "| Dataset | Model | Images | Upper | Middle | Lower | Central | Peripheral |"
+    # The shares' denominator beside them (n/a for results written before the count was).
+    assert lines[4:] == ["| full | resnet18 | 4 | 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |",
+                         "| lungs | resnet18 | n/a | n/a | 0.400 | 0.700 | 0.250 | 0.900 |",
+                         "| Abougazia et al. 2021 | COVID-19 patients | - | 0.11 | 0.48 | 0.87 | - | 0.70 |"]
 
 
 def test_zone_class_is_the_covid_class():
@@ -322,7 +324,7 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     run_stage("report")
     summary = paths.SUMMARY_FILE.read_text()
     assert summary.count("| layer3 (7x7) | 0.412 [0.350, 0.470] |") == 4
-    assert "| Abougazia et al. 2021 | COVID-19 patients | 0.11 | 0.48 | 0.87 | - | 0.70 |" in summary
+    assert "| Abougazia et al. 2021 | COVID-19 patients | - | 0.11 | 0.48 | 0.87 | - | 0.70 |" in summary
     assert summary.count("| 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |") == 4
     segmented = "| 0.950 [0.940, 0.960] | 0.900 [0.890, 0.910] | 0.995 | 0.800 | 1.000 | 0 / 1 / 2 | 2.500 | 0.600 | 10 (9) |"
     assert all(f"| {dataset} {segmented}" in summary for dataset in DATASETS)
@@ -340,7 +342,11 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     assert [card.name for card in cards] == sorted(f"{m}-{d}.md" for d in DATASETS for m in MODELS)
     page = paths.INDEX_FILE.read_text()
     assert page.count("<figure>") == page.count("<figcaption>") and 'id="shortcut"' in page and 'id="audit"' in page
+    assert '<p class="banner">Synthetic data only. Sources: synthetic: synthetic films written by' in page
     card = (paths.CARDS_DIR / "densenet161-full.md").read_text()
+    assert card.splitlines()[2].startswith("> **Synthetic data only. Sources: synthetic:")
+    # Its best epoch is its last (1 of 1): the card says it may still improve.
+    assert "- Best epoch 1 of 1 by validation macro-F1 (0.500): the last one, so it may still improve" in card
     assert "## Shortcut audit of its source" in card and "resnet18 on the outside view 0.849 [0.774, 0.914]" in card
     first = [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]]
     run_stage("report")
@@ -387,3 +393,20 @@ def test_the_comparison_figure_draws_each_sources_chance_level(tmp_path):
     assert {text.get_text() for text in macro_f1.get_legend().get_texts()} == {label for _, label in levels(macro_f1)}
     assert not [line for line in comparison_figure(tmp_path / "d.png", runs, ["full"], ["a", "b"], "95%").axes[0].get_lines()
                 if line.get_label().startswith("chance")]
+
+
+def test_the_data_banner_says_synthetic_only_when_every_source_is_generated_here():
+    from cxr.report.summary import data_banner
+
+    sources = {"synthetic": {"path": "data/raw/synthetic", "layout": "auto"},
+               "radiography": {"path": "data/raw/COVID-19_Radiography_Dataset.zip", "layout": "radiography"}}
+    generators = {"generate": {"synthetic": {"out_dir": "data/raw/synthetic", "shortcut_dir": "data/raw/synthetic-shortcut"}},
+                  "generate_radiography": {}}
+    assert data_banner(["synthetic"], sources, generators) == (
+        "Synthetic data only. Sources: synthetic: synthetic films written by this pipeline's generate@synthetic "
+        "stage, no patient's.")
+    mixed = data_banner(["radiography", "synthetic"], sources, generators)
+    assert mixed.startswith("Data. Sources: radiography: read from data/raw/COVID-19_Radiography_Dataset.zip "
+                            "(layout radiography); synthetic: synthetic films")
+    # After a preset the generators are gone: the same path is then a download, not synthetic.
+    assert data_banner(["synthetic"], sources, {"generate": {}, "generate_radiography": {}}).startswith("Data. ")

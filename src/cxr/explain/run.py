@@ -138,6 +138,7 @@ def explanation_metrics(explained: Explanations, road: np.ndarray, *, resamples:
         members = np.flatnonzero(sample & (explained.predictions == c))
         shares = [zone_shares(explained.cam[i], explained.masks[i]) for i in members]
         involved = [zone_involvement(explained.cam[i], explained.masks[i]) for i in members]
+        metrics[f"predicted_{slug(name)}"] = len(members)  # the images the zone shares below are of
         for zone in ZONES:
             metrics[f"zone_{zone}_{slug(name)}"] = _mean([s[zone] for s in shares])
             metrics[f"involved_{zone}_{slug(name)}"] = _mean([s[zone] for s in involved])

@@ -11,10 +11,11 @@ from cxr.report.summary import number, with_interval
 
 def model_card(model: str, dataset: str, model_params: dict, train: dict, view: dict, trained: dict, metrics: dict,
                cross: list[tuple[str, dict]], explained: dict, classes: list[str], level: str, audit: dict,
-               views: list[tuple[str, str, list[tuple[str, str, dict | None]]]]) -> str:
+               views: list[tuple[str, str, list[tuple[str, str, dict | None]]]], banner: str) -> str:
     """`view`: the dataset's view report; `trained`: the train stage's summary (best epoch); `cross`:
     (tested_on, metrics) of its cross-dataset tests; `explained`: its explain metrics; `audit`: its source's
-    shortcut audit; `views`: the probes on its source's outside view (summary.outside_rows)."""
+    shortcut audit; `views`: the probes on its source's outside view (summary.outside_rows); `banner`: which data
+    it learnt from (summary.data_banner)."""
     counts = view["counts"]
     split_rows = "\n".join(f"| {split} | " + " | ".join(str(counts[split].get(c, 0)) for c in classes)
                            + f" | {sum(counts[split].values())} |" for split in counts)
@@ -32,6 +33,8 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
     lines = [
         f"# Model card: {model} trained on {dataset}",
         "",
+        f"> **{banner}**",
+        ">",
         f"> **{WARNING}**",
         "",
         "## Model",
@@ -41,7 +44,9 @@ def model_card(model: str, dataset: str, model_params: dict, train: dict, view: 
         f"- Checkpoint: `models/{dataset}/{model}.pt` (`dvc pull` it, or `dvc artifacts get <repo> "
         f"{model.replace('_', '-')}-{dataset}`); predict with `cxr predict FILES --model {dataset}/{model}`",
         f"- Best epoch {trained['best']['epoch']} of {train['epochs']} by validation macro-F1 "
-        f"({trained['best']['val_macro_f1']:.3f})",
+        f"({trained['best']['val_macro_f1']:.3f})"
+        + (": the last one, so it may still improve with more epochs (its training curves in the report)"
+           if trained["best"]["epoch"] == train["epochs"] else ""),
         "",
         "## Data",
         "",

@@ -4,6 +4,7 @@ fall, and the lung segmenter with what its errors cost the classifiers."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,26 @@ def _existing(path: Path, stage: str) -> Path:
     if not path.exists():
         raise MissingMetrics(f"{path} not found: {stage} first (`dvc repro`)")
     return path
+
+
+GENERATOR_OUTPUTS = ("out_dir", "shortcut_dir", "out_zip")  # the params keys naming what a generator writes
+
+
+def data_banner(sources: Sequence[str], source_params: Mapping[str, dict], generators: Mapping[str, dict]) -> str:
+    """Which data the results are about, for the top of the report and of every card: each source is either
+    synthetic (its path is written by one of this pipeline's generators, `generators`: the generate sections of
+    params.yaml) or read from its path, in its layout."""
+    written = {entry[key]: f"{section}@{name}" for section, entries in generators.items()
+               for name, entry in (entries or {}).items() for key in GENERATOR_OUTPUTS if entry.get(key)}
+    parts = []
+    for source in sources:
+        path = source_params[source]["path"]
+        if path in written:
+            parts.append(f"{source}: synthetic films written by this pipeline's {written[path]} stage, no patient's")
+        else:
+            parts.append(f"{source}: read from {path} (layout {source_params[source]['layout']})")
+    synthetic = all(source_params[source]["path"] in written for source in sources)
+    return ("Synthetic data only. " if synthetic else "Data. ") + "Sources: " + "; ".join(parts) + "."
 
 
 def number(value: float | None) -> str:
@@ -145,13 +166,16 @@ def zones_table(runs: list[tuple[str, str, dict]], class_name: str) -> str:
         "least the zone's share of the lung area in map mass), beside the share of COVID-19 patients with findings "
         "there on chest X-rays (Abougazia et al. 2021, doi 10.1155/2021/4496488; central not reported):",
         "",
-        "| Dataset | Model | " + " | ".join(zone.capitalize() for zone in ZONES) + " |",
-        "|---|---|" + "---|" * len(ZONES),
+        "| Dataset | Model | Images | " + " | ".join(zone.capitalize() for zone in ZONES) + " |",
+        "|---|---|---|" + "---|" * len(ZONES),
     ]
     for dataset, model, m in runs:
-        lines.append(f"| {dataset} | {model} | " + " | ".join(number(m.get(f"involved_{zone}_{key}")) for zone in ZONES) + " |")
+        # A share of a handful of images moves in steps of 1/n: the count says how coarse it is.
+        count = m.get(f"predicted_{key}")
+        lines.append(f"| {dataset} | {model} | {'n/a' if count is None else count} | "
+                     + " | ".join(number(m.get(f"involved_{zone}_{key}")) for zone in ZONES) + " |")
     reference = [ABOUGAZIA_2021.get(zone) for zone in ZONES]
-    lines.append("| Abougazia et al. 2021 | COVID-19 patients | "
+    lines.append("| Abougazia et al. 2021 | COVID-19 patients | - | "
                  + " | ".join("-" if value is None else f"{value:.2f}" for value in reference) + " |")
     return "\n".join(lines) + "\n"
 

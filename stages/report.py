@@ -44,6 +44,7 @@ from cxr.report.summary import (
     load_metrics,
     load_segment_metrics,
     load_source_audit,
+    load_source_report,
     load_train_summary,
     load_view_report,
     outside_rows,
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                            "segment.evaluate_on": Names, "train": dict, "model": dict,
                            "dataset": dict, "probe": ProbeParams, "shortcut": ShortcutParams | None,
                            "evaluate.confidence_level": Annotated[float, Field(gt=0, lt=1)],
-                           "source": dict, "generate": dict, "generate_radiography": dict})
+                           "generate": dict, "generate_radiography": dict})
     datasets, models = params["datasets"], params["models"]
     probe: ProbeParams = params["probe"]
     shortcut: ShortcutParams | None = params["shortcut"]
@@ -151,8 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     tested = [test.tested_on for test in params["cross_tests"]] + [test.tested_on for test in probe.cross_tests]
     sources = source_of | {name: entry["source"] for name, entry in params["segmented_dataset"].items()}
     used = list(dict.fromkeys(sources[name] for name in [*datasets, *probe.datasets, *tested]))
+    try:
+        source_reports = {source: load_source_report(source) for source in used}
+    except MissingMetrics as err:
+        raise SystemExit(f"error: {err}") from None
     write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, confusions, params["segment.evaluate_on"], cascade,
-                shortcut, probe.models, level, data_banner(used, params["source"], generators))
+                shortcut, probe.models, level, data_banner(used, source_reports, generators))
     with atomic_dir(CARDS_DIR) as cards:
         for dataset, model, metrics in runs:
             card = model_card(model, dataset, params["model"][model], params["train"], *trained[dataset, model], metrics,
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                                if (trained_on, name) == (dataset, model)],
                               explain_by_run[dataset, model], classes, level, audit_by_source[source_of[dataset]],
                               [row for row in views if row[1] == source_of[dataset]],
-                              data_banner([source_of[dataset]], params["source"], generators))
+                              data_banner([source_of[dataset]], source_reports, generators))
             write_text(cards / card_file(dataset, model).name, card)
     print(SUMMARY_FILE.read_text())
 

@@ -304,6 +304,9 @@ def write_report_inputs(params: dict) -> None:
     for source in {params["dataset"][name]["source"] for name in [*params["datasets"], *probe["datasets"]]}:
         paths.source_audit_file(source).parent.mkdir(parents=True, exist_ok=True)
         paths.source_audit_file(source).write_text(json.dumps(audit))
+    for source, entry in params["source"].items():  # the index's data report: the report names path and layout
+        paths.source_report_file(source).parent.mkdir(parents=True, exist_ok=True)
+        paths.source_report_file(source).write_text(json.dumps({"path": entry["path"], "layout": "class-folders"}))
     segmentation = {"dice": 0.95, "dice_ci_low": 0.94, "dice_ci_high": 0.96, "iou": 0.9, "iou_ci_low": 0.89,
                     "iou_ci_high": 0.91, "mask_map50": 0.995, "mask_map50_95": 0.8, "plausible": 1.0, "empty": 0,
                     "more_than_two": 1, "touches_border": 2, "images": 10, "images_with_truth": 9}

@@ -139,7 +139,7 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
                 {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
                  paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent,
                  paths.segment_metrics_file("x").parent.parent, paths.view_report_file("x").parent,
-                 paths.source_audit_file("x").parent,
+                 paths.source_audit_file("x").parent, paths.source_report_file("x").parent,
                  paths.evaluation_dir("x", "y").parent.parent, paths.evaluation_dir("x", "y", "z").parent.parent,
                  paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent})
     # A probe stage is its grid stage over the probe's lists.

@@ -24,6 +24,7 @@ from cxr.paths import (
     segment_metrics_file,
     segment_zones_file,
     source_audit_file,
+    source_report_file,
     train_summary_file,
     view_report_file,
 )
@@ -73,20 +74,20 @@ def _existing(path: Path, stage: str) -> Path:
 GENERATOR_OUTPUTS = ("out_dir", "shortcut_dir", "out_zip")  # the params keys naming what a generator writes
 
 
-def data_banner(sources: Sequence[str], source_params: Mapping[str, dict], generators: Mapping[str, dict]) -> str:
+def data_banner(sources: Sequence[str], source_reports: Mapping[str, dict], generators: Mapping[str, dict]) -> str:
     """Which data the results are about, for the top of the report and of every card: each source is either
     synthetic (its path is written by one of this pipeline's generators, `generators`: the generate sections of
-    params.yaml) or read from its path, in its layout."""
+    params.yaml) or read from its path, in the layout the index found (`source_reports`: load_source_report)."""
     written = {entry[key]: f"{section}@{name}" for section, entries in generators.items()
                for name, entry in (entries or {}).items() for key in GENERATOR_OUTPUTS if entry.get(key)}
     parts = []
     for source in sources:
-        path = source_params[source]["path"]
+        path = source_reports[source]["path"]
         if path in written:
             parts.append(f"{source}: synthetic films written by this pipeline's {written[path]} stage, no patient's")
         else:
-            parts.append(f"{source}: read from {path} (layout {source_params[source]['layout']})")
-    synthetic = all(source_params[source]["path"] in written for source in sources)
+            parts.append(f"{source}: read from {path} (layout {source_reports[source]['layout']})")
+    synthetic = all(source_reports[source]["path"] in written for source in sources)
     return ("Synthetic data only. " if synthetic else "Data. ") + "Sources: " + "; ".join(parts) + "."
 
 
@@ -292,6 +293,11 @@ def shortcut_table(runs: list[tuple[str, dict, dict, dict | None, dict | None, d
 
 def load_source_audit(source: str) -> dict:
     return json.loads(_existing(source_audit_file(source), f"index {source}").read_text())
+
+
+def load_source_report(source: str) -> dict:
+    """The index stage's data report of a source: its path and detected layout among much else."""
+    return json.loads(_existing(source_report_file(source), f"index {source}").read_text())
 
 
 def audit_table(audits: list[tuple[str, dict]], level: str) -> str:

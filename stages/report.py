@@ -1,7 +1,8 @@
 """Gather every model x dataset run into one summary: scores, cross tests and where the explanation maps fall,
 with a comparison figure, the CAMs of the same test images across every run, and the lung zones they involve;
 then the lung segmenter per dataset and the cascade (lungs models on films cut out by the segmenter). All of it
-also as one self-contained page, reports/index.html, and a model card per trained model in reports/cards/.
+also as one self-contained page, reports/index.html, a model card per trained model in reports/cards/, and
+the headline scores DVC shows (metrics/headline.json).
 
     python stages/report.py
 """
@@ -13,7 +14,7 @@ from typing import Annotated
 from pydantic import Field
 
 from cxr.explain.figures import write_cross_model_figure, write_zones_figure
-from cxr.io.files import atomic_dir, write_text
+from cxr.io.files import atomic_dir, write_json, write_text
 from cxr.metrics.classification import slug
 from cxr.metrics.params import CrossTests
 from cxr.params import Names, stage_arguments, stage_params
@@ -21,12 +22,14 @@ from cxr.paths import (
     CARDS_DIR,
     COMPARISON_FIGURE,
     EXPLANATIONS_FIGURE,
+    HEADLINE_FILE,
     INDEX_FILE,
     SUMMARY_FILE,
     ZONES_FIGURE,
     card_file,
 )
 from cxr.report.cards import model_card
+from cxr.report.headline import headline_metrics
 from cxr.report.page import write_index
 from cxr.report.params import ProbeParams, ShortcutParams
 from cxr.report.summary import (
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"with a class marker outside the lungs ({shortcut.dataset}); tested on each one's own test split and "
                     f"on marker-free films:\n\n" + parts["shortcut"])
     write_text(SUMMARY_FILE, summary)
+    write_json(HEADLINE_FILE, headline_metrics(runs, explain_runs, segment_runs))
     comparison_figure(COMPARISON_FIGURE, runs, datasets, models, level,
                       chance={dataset: audit_by_source[params["dataset"][dataset]["source"]] for dataset in datasets
                               if params["dataset"][dataset]["source"] in audit_by_source})

@@ -4,6 +4,7 @@ one-line message with exit status 1 (failed) or 2 (usage), never a traceback."""
 from __future__ import annotations
 
 import argparse
+import re
 from importlib.metadata import version
 
 import pytest
@@ -35,7 +36,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_command_is_described_with_an_example_and_named_in_the_overview():
     commands = subcommands()
-    assert {"inspect", "preset", "check", "pr-report", "predict", "docs"} <= set(commands)
+    assert {"inspect", "preset", "check", "pr-report", "predict", "docs", "experiments"} <= set(commands)
     for name, parser in commands.items():
         assert parser.description and parser.epilog and f"Example:\n  cxr {name}" in parser.epilog, name
         assert f"cxr {name}" in cli.__doc__, name
@@ -52,6 +53,8 @@ BAD_INPUT = {
     "predict with an unknown model": (["predict", "film.png", "--model", "resnet18-full"], 1),
     "pr-report against a missing revision": (["pr-report", "--base", "no-such-branch"], 1),
     "docs before a run": (["docs", "--check"], 1),
+    "experiments outside the repository": (["experiments"], 1),
+    "experiments sorted by an unknown score": (["experiments", "--sort-by", "f1"], 2),
 }
 
 
@@ -64,6 +67,6 @@ def test_a_user_error_is_one_line_and_an_exit_status(case, tmp_path, monkeypatch
     message = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err and "errors.pydantic.dev" not in err
     # argparse prints its usage above its one-line error; our own errors are a single line.
-    assert message[-1].startswith(("error:", "cxr: error:", "cxr inspect: error:")), err
+    assert re.match(r"(cxr( [a-z-]+)?: )?error: ", message[-1]), err
     if status == 1:
         assert len(message) == 1, err

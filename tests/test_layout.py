@@ -134,7 +134,7 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
                 {paths.SEGMENTER_FILE, paths.split_dir(item, "test"), paths.segment_metrics_file(item),
                  paths.segment_predictions_file(item)})
     if name == "report":
-        return ({paths.SUMMARY_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE,
+        return ({paths.SUMMARY_FILE, paths.HEADLINE_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE,
                  paths.INDEX_FILE, paths.CARDS_DIR},
                 {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
                  paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent,

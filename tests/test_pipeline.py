@@ -132,8 +132,13 @@ def test_repro_builds_every_run_and_the_report(tiny_pipeline):
         assert audit["test_images"] > 0
         assert_within_intervals(audit, f"audit {source}")
     assert changed_stages(repo) == set()
-    # DVC shows every metrics file as the stage wrote it.
+    # DVC shows the headline, and every other metrics file when named, as the stage wrote it.
     shown = json.loads(dvc_in(repo, "metrics", "show", "--json"))[""]["data"]
+    assert list(shown) == ["metrics/headline.json"]
+    assert shown["metrics/headline.json"]["data"]["macro_f1"]["lungs/inception_v3"] == round(
+        json.loads((repo / "metrics/classify/lungs/inception_v3.json").read_text())["macro_f1"], 4)
+    shown = json.loads(dvc_in(repo, "metrics", "show", "--json", "metrics/classify", "metrics/cross",
+                              "metrics/explain"))[""]["data"]
     for path in ("metrics/classify/lungs/inception_v3.json", "metrics/cross/lungs-on-radiography_lungs/inception_v3.json",
                  "metrics/explain/full/resnet18.json"):
         written = {key: value for key, value in json.loads((repo / path).read_text()).items() if value is not None}
@@ -339,12 +344,15 @@ def test_the_pr_report_shows_what_a_params_change_moved(retrained, tmp_path, mon
     report = (tmp_path / "pr" / "report.md").read_text()
     params, metrics, plots = (report.split(f"### {name}")[1].split("###")[0] for name in ("Params", "Metrics", "Plots"))
     assert f"model.{RETRAINED}.lr" in params and "0.002" in params and len(params.strip().splitlines()) == 3
-    listed = {line.split("|")[1].strip() for line in metrics.splitlines() if line.startswith("| metrics/")}
+    headline, details = metrics.split("<details>")
+    listed = {line.split("|")[1].strip() for line in details.splitlines() if line.startswith("| metrics/")}
     # Exactly the metrics files the experiment changed (git's account; at this scale a retrained model may well
-    # score the same), and those are the retrained model's.
-    changed = set(run_in(repo, "git", "diff", "--name-only", "HEAD", "--", "metrics").split())
+    # score the same), and those are the retrained model's; the headline's lines name its runs only.
+    changed = set(run_in(repo, "git", "diff", "--name-only", "HEAD", "--", "metrics").split()) - {"metrics/headline.json"}
     assert listed == changed and changed, (listed, changed)
     assert all(RETRAINED in path for path in listed), listed
+    scores = [line.split("|")[2].strip() for line in headline.splitlines() if line.startswith("| metrics/headline.json")]
+    assert all(key.endswith(f"/{RETRAINED}") for key in scores), scores
     figures = {path.name for path in (tmp_path / "pr" / "plots").iterdir()}
     assert {f"reports_train_full_{RETRAINED}.png", f"reports_train_lungs_{RETRAINED}.png"} <= figures
     assert all(RETRAINED in name or name.endswith(("comparison.png", "explanations.png", "zones.png")) for name in figures)

@@ -11,26 +11,28 @@ import sys
 import pytest
 
 from cxr.cli import main
-from cxr.cli.pr_report import HEADLINE_METRICS, PlotChange, diff_table
+from cxr.cli.pr_report import PlotChange, diff_table
 
 
 def test_headline_scores_that_moved_visibly_are_listed():
-    diff = {"metrics/classify/lungs/resnet18.json": {
-                "macro_f1": {"old": 0.9, "new": 0.95, "diff": 0.05},
-                "accuracy": {"old": 0.9, "new": 0.9002, "diff": 0.0002},  # below the shown precision
-                "recall_normal": {"old": 0.5, "new": 0.7, "diff": 0.2}},  # no headline score
-            "metrics/classify/full/resnet18.json": {"ece": {"old": None, "new": 0.04}}}  # a new score
-    rows = diff_table(diff, "main", "metric", HEADLINE_METRICS)
+    headline = {"metrics/headline.json": {
+                    "macro_f1.lungs/resnet18": {"old": 0.9, "new": 0.95, "diff": 0.05},
+                    "accuracy.lungs/resnet18": {"old": 0.9, "new": 0.9002, "diff": 0.0002},  # below the shown precision
+                    "ece.full/resnet18": {"old": None, "new": 0.04}}}  # a new score
+    rows = diff_table(headline, "main", "metric", visible_only=True)
     assert rows[0] == "| file | metric | `main` | workspace | change |"
-    assert rows[2:-1] == ["| metrics/classify/full/resnet18.json | ece | - | 0.040 | - |",
-                          "| metrics/classify/lungs/resnet18.json | macro_f1 | 0.900 | 0.950 | +0.050 |"]
-    assert diff_table({"metrics/x.json": {"accuracy": {"old": 1.0, "new": 1.0, "diff": 0.0}}}, "main", "metric",
-                      HEADLINE_METRICS) == []
+    assert rows[2:-1] == ["| metrics/headline.json | ece.full/resnet18 | - | 0.040 | - |",
+                          "| metrics/headline.json | macro_f1.lungs/resnet18 | 0.900 | 0.950 | +0.050 |"]
+    assert diff_table({"metrics/headline.json": {"accuracy.full/x": {"old": 1.0, "new": 1.0, "diff": 0.0}}}, "main",
+                      "metric", visible_only=True) == []
     # The full table keeps every changed metric, in file and key order whatever order DVC gave them in.
+    diff = {"metrics/classify/lungs/resnet18.json": {"recall_normal": {"old": 0.5, "new": 0.7, "diff": 0.2},
+                                                     "accuracy": {"old": 0.9, "new": 0.9002, "diff": 0.0002}},
+            "metrics/classify/full/resnet18.json": {"ece": {"old": None, "new": 0.04}}}
     full = diff_table(diff, "main", "metric")
     assert [row.split(" | ")[:2] for row in full[2:-1]] == [
         ["| metrics/classify/full/resnet18.json", "ece"], ["| metrics/classify/lungs/resnet18.json", "accuracy"],
-        ["| metrics/classify/lungs/resnet18.json", "macro_f1"], ["| metrics/classify/lungs/resnet18.json", "recall_normal"]]
+        ["| metrics/classify/lungs/resnet18.json", "recall_normal"]]
 
 
 def test_changed_params_are_listed_in_key_order():

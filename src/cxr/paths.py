@@ -105,6 +105,8 @@ def evaluation_plots_dir(dataset: str, tested_on: str | None = None) -> Path:
 
 
 SUMMARY_FILE = Path("reports/summary.md")
+# The only metrics file dvc.yaml declares: a few scores per run (cxr.report.headline); the rest lie beside it.
+HEADLINE_FILE = Path("metrics/headline.json")
 INDEX_FILE = Path("reports/index.html")  # every result in one self-contained page
 CARDS_DIR = Path("reports/cards")
 

@@ -7,6 +7,7 @@ trained models, and report what a branch changed.
     cxr pr-report [--base REV] [--out DIR]  params, metrics and plots changed against REV, as DIR/report.md
     cxr predict PATH [PATH ...] --model NAME [--json] [--explain DIR]   a trained model on images, folders, zips
     cxr docs [--check]                      copy the run's tables from reports/summary.md into README.md and docs/
+    cxr experiments [--run GLOB] [--sort-by SCORE]   every commit and experiment x run, headline scores, best first
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import get_args
 from cxr.data.params import Layout
 from cxr.params import PARAMS_FILE
 from cxr.paths import SEGMENTER_FILE, SUMMARY_FILE
+from cxr.report.headline import TITLES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "docs/*.md with the summary's table of that name (run after `dvc repro`), and the "
                                "`<!-- dvc dag: stage families -->` block with the pipeline's graph.")
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the pages out of date")
+
+    experiments = command("experiments", "the commits and experiments of `dvc exp show`, one line per run with its "
+                          "headline scores and changed params, best first", "cxr experiments --run 'lungs/*'")
+    experiments.add_argument("--run", metavar="GLOB", help="only these runs: <dataset>/<model> or segmenter/<dataset>")
+    experiments.add_argument("--sort-by", default="macro_f1", choices=list(TITLES),
+                             help="the score to order by, best first (default: macro_f1; ece: lowest first)")
+    experiments.add_argument("--width", type=int, default=120, help="cut each line to this many characters (default: 120)")
     return parser
 
 
@@ -107,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_check()
     if args.command == "docs":
         return run_docs(args.check)
+    if args.command == "experiments":
+        from cxr.cli.experiments import run_experiments
+
+        return run_experiments(args.sort_by, args.run, args.width)
     from cxr.cli.preset import run_preset
 
     return run_preset(args.name, args.set)

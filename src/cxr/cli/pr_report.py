@@ -20,14 +20,15 @@ from matplotlib.figure import Figure
 
 from cxr.io.files import atomic_dir
 from cxr.metrics.classification import slug
+from cxr.paths import HEADLINE_FILE
 
 REPORT_FILE = "report.md"
 FULL_REPORT_FILE = "report-full.md"
 # GitHub refuses comments over 65,536 characters; the tables are cut above this, the full ones stay in the folder.
 COMMENT_LIMIT = 60_000
 WORKSPACE = "workspace"
+METRICS_DIR = HEADLINE_FILE.parent.as_posix()  # every stage's metrics file lies under it
 # The scores a reviewer reads first, above DVC's full table: one row per run whose score moved visibly.
-HEADLINE_METRICS = ("accuracy", "macro_f1", "roc_auc_macro", "ece", "cam_lung_energy", "dice", "mask_map50_95")
 PRECISION = 3
 
 
@@ -185,20 +186,18 @@ def _shown(value, rounded: bool) -> str:
     return f"{value:.{PRECISION}f}" if rounded and isinstance(value, float) else str(value)
 
 
-def diff_table(diff: dict, base: str, kind: str, names: tuple[str, ...] | None = None) -> list[str]:
+def diff_table(diff: dict, base: str, kind: str, visible_only: bool = False) -> list[str]:
     """`dvc params diff --json` or `dvc metrics diff --json` as a markdown table sorted by file and key (DVC's
-    own --md table comes in a different order on every run). `names`: only these metrics, and only where they
-    moved by at least the shown precision (the headline)."""
+    own --md table comes in a different order on every run). `visible_only`: only the metrics that moved by at
+    least the shown precision (the headline's table)."""
     rows = []
     for path, entries in sorted(diff.items()):
         for key, change in sorted(entries.items()):
-            if names is not None:
-                delta = change.get("diff")
-                if key not in names or (delta is not None and round(delta, PRECISION) == 0):
-                    continue
+            delta = change.get("diff")
+            if visible_only and delta is not None and round(delta, PRECISION) == 0:
+                continue
             row = [path, key, _shown(change.get("old"), kind == "metric"), _shown(change.get("new"), kind == "metric")]
             if kind == "metric":
-                delta = change.get("diff")
                 row.append("-" if delta is None else f"{delta:+.{PRECISION}f}")
             rows.append("| " + " | ".join(row) + " |")
     if not rows:
@@ -250,9 +249,11 @@ def write_change_report(base: str, out_dir: Path, *, plots_url: str | None = Non
     commit = commit_of(base)
     stale = sorted(json.loads(dvc("status", "--json") or "{}"))
     params = diff_table(json.loads(dvc("params", "diff", base, "--json") or "{}"), base, "param")
-    metrics_diff = json.loads(dvc("metrics", "diff", base, "--json") or "{}")
-    metrics = diff_table(metrics_diff, base, "metric")
-    headline = diff_table(metrics_diff, base, "metric", HEADLINE_METRICS)
+    # The headline is the one metrics file dvc.yaml declares; the rest of metrics/ is named to be diffed.
+    headline = diff_table(json.loads(dvc("metrics", "diff", base, "--json") or "{}"), base, "metric", visible_only=True)
+    every_diff = json.loads(dvc("metrics", "diff", base, "--targets", METRICS_DIR, "--json") or "{}")
+    every_diff.pop(HEADLINE_FILE.as_posix(), None)
+    metrics = diff_table(every_diff, base, "metric")
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
         dvc("plots", "diff", base, "-o", str(tmp / "dvc_plots"))
         lines = [f"## Pipeline results: this branch against `{base}` ({commit[:8]})", ""]
@@ -260,9 +261,11 @@ def write_change_report(base: str, out_dir: Path, *, plots_url: str | None = Non
             lines += [f"> **Stale:** {len(stale)} stage(s) changed since their outputs were made "
                       f"({', '.join(stale[:8])}{', ...' if len(stale) > 8 else ''}); run `dvc repro` first.", ""]
         lines += ["### Params", "", *(params or ["No params changed.", ""]), "### Metrics", ""]
-        if metrics:
-            lines += [*headline, f"<details><summary>All {len(metrics) - 3} changed metrics (<code>dvc metrics diff</code>)"
-                      "</summary>", "", *metrics, "</details>", ""]
+        if metrics or headline:
+            lines += [*(headline or ["No headline score moved by the shown precision.", ""])]
+            if metrics:
+                lines += [f"<details><summary>All {len(metrics) - 3} changed metrics (<code>dvc metrics diff --targets "
+                          f"{METRICS_DIR}</code>)</summary>", "", *metrics, "</details>", ""]
         else:
             lines += ["No metric changed.", ""]
         lines += ["### Plots", "", *plot_lines(plot_changes(base, Path(scratch)), base, tmp, plots_url)]

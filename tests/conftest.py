@@ -70,7 +70,7 @@ def tiny_params(**overrides) -> dict:
     """The repository's params.yaml shrunk to a few small images, one epoch and the smallest inputs."""
     params = copy.deepcopy(default_params())
     params["generate"]["synthetic"].update(images_per_class=12, image_size=96)
-    params["generate_radiography"]["radiography"].update(images_per_class=6, image_size=96, mask_size=80)
+    params["generate_radiography"]["synthetic_hospital2"].update(images_per_class=6, image_size=96, mask_size=80)
     params["prepare"]["image_size"] = 48
     params["train"].update(epochs=1, batch_size=8)
     params["evaluate"].update(bootstrap_resamples=100, batch_size=16)
@@ -105,8 +105,8 @@ def one_run_params() -> dict:
     # No probe (its clean run is on the full view, which this pipeline leaves out): nothing reads the marked twin
     # and the other hospital any more.
     params.update(probe={"models": [], "datasets": [], "cross_tests": []}, shortcut=None, generate_radiography={})
-    del params["source"]["synthetic_shortcut"], params["source"]["radiography"]
-    for name in ("full", "outside", "radiography_full", "radiography_lungs", "shortcut_full"):
+    del params["source"]["synthetic_shortcut"], params["source"]["synthetic_hospital2"]
+    for name in ("full", "outside", "hospital2_full", "hospital2_lungs", "shortcut_full"):
         del params["dataset"][name]
     return params
 

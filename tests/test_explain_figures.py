@@ -370,8 +370,8 @@ def test_report_stage_names_a_missing_confusion_matrix_before_writing_anything(w
     params = tiny_params(models=MODELS, datasets=DATASETS)
     write_params(workdir, params)
     write_report_inputs(params)
-    paths.confusion_file("full", "resnet18", "radiography_full").unlink()
-    with pytest.raises(SystemExit, match=r"reports/cross/full-on-radiography_full/resnet18/confusion.json not found"):
+    paths.confusion_file("full", "resnet18", "hospital2_full").unlink()
+    with pytest.raises(SystemExit, match=r"reports/cross/full-on-hospital2_full/resnet18/confusion.json not found"):
         run_stage("report")
     assert not paths.SUMMARY_FILE.exists() and not paths.INDEX_FILE.exists() and not paths.CARDS_DIR.exists()
 

@@ -185,13 +185,13 @@ def test_class_map_option_and_the_configured_source(sources, workdir, capsys):
 
     # A path that params.yaml names is read as the index stage will read it: with the source's class map.
     params = tiny_params()
-    params["source"]["radiography"].update(path=radiography, class_map={"Lung_Opacity": "Normal", "Normal": None})
+    params["source"]["synthetic_hospital2"].update(path=radiography, class_map={"Lung_Opacity": "Normal", "Normal": None})
     write_params(workdir, params)
     assert main(["inspect", radiography, "--json"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)["sources"][0]
     assert report["images_dropped_by_class"] == {"Normal": 3}
     assert report["class_map"]["Lung_Opacity"] == "Normal"
-    assert "source.radiography" in captured.err
+    assert "source.synthetic_hospital2" in captured.err
     assert main(["inspect", radiography, "--json", "--class-map", "Normal=null", "--class-map", "Lung_Opacity=null"]) == 0
     assert json.loads(capsys.readouterr().out)["sources"][0]["images_dropped_by_class"] == {"Normal": 3, "Lung_Opacity": 3}

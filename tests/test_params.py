@@ -79,8 +79,8 @@ def test_unknown_layout_and_bad_patient_pattern(tmp_path):
 
 def test_cross_test_of_an_untrained_dataset(tmp_path):
     params = default_params()
-    params["cross_tests"] = [{"trained_on": "radiography_full", "tested_on": "full"}]
-    assert "cross_tests.0: trained_on 'radiography_full' is not in datasets" in _error(tmp_path, params)
+    params["cross_tests"] = [{"trained_on": "hospital2_full", "tested_on": "full"}]
+    assert "cross_tests.0: trained_on 'hospital2_full' is not in datasets" in _error(tmp_path, params)
 
 
 def test_split_fractions_must_add_up(tmp_path):

@@ -127,7 +127,7 @@ def test_repro_builds_every_run_and_the_report(tiny_pipeline):
     assert sum(line.startswith(("| synthetic |", "| synthetic_shortcut |")) and line.count("|") == 8
                for line in lines) == 2
     assert any(line.startswith("| resnet18 | synthetic | ") and "(outside)" in line for line in lines)
-    for source in ("synthetic", "synthetic_shortcut", "radiography"):
+    for source in ("synthetic", "synthetic_shortcut", "synthetic_hospital2"):
         audit = json.loads((repo / "metrics" / "data" / f"{source}.json").read_text())
         assert audit["test_images"] > 0
         assert_within_intervals(audit, f"audit {source}")
@@ -139,7 +139,7 @@ def test_repro_builds_every_run_and_the_report(tiny_pipeline):
         json.loads((repo / "metrics/classify/lungs/inception_v3.json").read_text())["macro_f1"], 4)
     shown = json.loads(dvc_in(repo, "metrics", "show", "--json", "metrics/classify", "metrics/cross",
                               "metrics/explain"))[""]["data"]
-    for path in ("metrics/classify/lungs/inception_v3.json", "metrics/cross/lungs-on-radiography_lungs/inception_v3.json",
+    for path in ("metrics/classify/lungs/inception_v3.json", "metrics/cross/lungs-on-hospital2_lungs/inception_v3.json",
                  "metrics/explain/full/resnet18.json"):
         written = {key: value for key, value in json.loads((repo / path).read_text()).items() if value is not None}
         assert shown[path]["data"] == written, path  # DVC leaves out the undefined (null) scores
@@ -367,9 +367,9 @@ def test_the_pr_report_shows_what_a_params_change_moved(retrained, tmp_path, mon
 
 @pytest.mark.parametrize("edit, invalidated", [
     # A source's settings re-index that source only...
-    (lambda p: p["source"]["radiography"].update(class_map={"Lung_Opacity": "Pneumonia"}), {"index@radiography"}),
+    (lambda p: p["source"]["synthetic_hospital2"].update(class_map={"Lung_Opacity": "Pneumonia"}), {"index@synthetic_hospital2"}),
     # ... a view's settings rebuild views, not indexes (and the report, whose model cards name each view).
-    (lambda p: p["dataset"]["radiography_lungs"].update(view="full"), {"prepare@radiography_lungs", "report"}),
+    (lambda p: p["dataset"]["hospital2_lungs"].update(view="full"), {"prepare@hospital2_lungs", "report"}),
     (lambda p: p["prepare"].update(lung_margin=0.1),
      {f"prepare@{name}" for name in tiny_pipeline_params()["dataset"]}
      | {f"prepare_segmented@{name}" for name in tiny_pipeline_params()["segmented_dataset"]}),

@@ -60,9 +60,9 @@ def test_a_plot_of_every_model_is_reported_per_model_and_class():
     change = PlotChange(name="reports/plots/evaluate/full/roc.json", kind="vega", status="changed",
                         group=(("model", "densenet161"), ("class", "COVID-19")))
     assert (change.run, change.series) == ("reports/plots/evaluate/full/densenet161", "roc/covid19")
-    confusion = PlotChange(name="reports/plots/cross/full-on-radiography_full/confusion.json", kind="vega",
+    confusion = PlotChange(name="reports/plots/cross/full-on-hospital2_full/confusion.json", kind="vega",
                            status="new", group=(("model", "resnet18"),))
-    assert (confusion.run, confusion.series) == ("reports/plots/cross/full-on-radiography_full/resnet18", "confusion")
+    assert (confusion.run, confusion.series) == ("reports/plots/cross/full-on-hospital2_full/resnet18", "confusion")
 
 
 def test_an_unknown_base_revision_is_an_error_that_names_it(tmp_path, monkeypatch, capsys):

@@ -153,14 +153,14 @@ def test_a_preset_that_would_break_the_pipeline_is_refused(checkout, capsys):
 @pytest.mark.parametrize("change, expected", [
     (lambda p: p["dataset"]["lungs"].update(source="kermany"), "dataset.lungs.source: no source 'kermany'"),
     (lambda p: p["cross_tests"].append({"trained_on": "full", "tested_on": "nih"}), "cross_tests.3.tested_on: no dataset 'nih'"),
-    (lambda p: p["cross_tests"].append({"trained_on": "full", "tested_on": "radiography_lungs"}),
-     "cross_tests.3: 'full' is a full view, 'radiography_lungs' a lungs view"),
+    (lambda p: p["cross_tests"].append({"trained_on": "full", "tested_on": "hospital2_lungs"}),
+     "cross_tests.3: 'full' is a full view, 'hospital2_lungs' a lungs view"),
     (lambda p: p["probe"].update(datasets=["outside"], cross_tests=[]),
      "shortcut.dataset: 'shortcut_full' is not in probe.datasets"),
     (lambda p: p["dataset"].update(extra={"source": "synthetic", "view": "full"}), "dataset.extra: is used by no training"),
     (lambda p: p["segment"].update(train_on=["outside"]), "segment.train_on: 'outside' is an outside view"),
     (lambda p: p.update(shortcut=None, probe={"models": [], "datasets": [], "cross_tests": []}, cross_tests=[]),
-     "generate_radiography.radiography: writes data/raw/synthetic-radiography.zip, which no source in use reads"),
+     "generate_radiography.synthetic_hospital2: writes data/raw/synthetic-hospital2.zip, which no source in use reads"),
 ])
 def test_check_names_each_broken_link(tmp_path, change, expected):
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -12,8 +12,8 @@ import yaml
 
 from tests.conftest import REPO, copy_pipeline, dvc_in, run_in
 
-STAGES = ["generate@synthetic", "generate_radiography@radiography", "index@synthetic", "index@radiography", "prepare@full", "prepare@lungs",
-          "prepare@radiography_full", "prepare@radiography_lungs"]
+STAGES = ["generate@synthetic", "generate_radiography@synthetic_hospital2", "index@synthetic", "index@synthetic_hospital2",
+          "prepare@full", "prepare@lungs", "prepare@hospital2_full", "prepare@hospital2_lungs"]
 
 
 def _outs(lock: dict, stage: str) -> list[dict]:

@@ -30,7 +30,7 @@ def shortcut_params() -> dict:
     params["models"] = ["resnet18"]
     params["model"] = {"resnet18": {**params["model"]["resnet18"], "image_size": 64}}
     params["generate"]["synthetic"].update(images_per_class=100, image_size=96)
-    params["generate_radiography"]["radiography"].update(images_per_class=60, image_size=96, mask_size=80, gamma=1.0)
+    params["generate_radiography"]["synthetic_hospital2"].update(images_per_class=60, image_size=96, mask_size=80, gamma=1.0)
     params["prepare"]["image_size"] = 64
     params["train"].update(epochs=8, batch_size=16)
     params["explain"].update(images_per_class=5, max_misclassified=0)
@@ -73,7 +73,7 @@ def test_lungs_models_are_untouched(experiment):
     # The twin's lungs view is byte for byte the clean one: nothing downstream of it runs again.
     assert not any(name.endswith("-lungs") or name.endswith("-test1") for name in moved), moved
     for path in ("metrics/classify/lungs/resnet18.json", "metrics/explain/lungs/resnet18.json",
-                 "metrics/cross/lungs-on-radiography_lungs/resnet18.json"):
+                 "metrics/cross/lungs-on-hospital2_lungs/resnet18.json"):
         assert shortcut[path] == baseline[path], path
 
 
@@ -84,7 +84,7 @@ def test_full_models_learn_the_marker(experiment):
     # The maps move off the lungs onto the marker...
     assert shortcut[explained]["cam_lung_energy"] < baseline[explained]["cam_lung_energy"]
     # ... and the second hospital's films, which carry no marker, are classified worse.
-    marker_free = "metrics/cross/full-on-radiography_full/resnet18.json"
+    marker_free = "metrics/cross/full-on-hospital2_full/resnet18.json"
     assert shortcut[marker_free]["accuracy"] < baseline[marker_free]["accuracy"]
     # On its own (marked) test split the shortcut model looks at least as good: the trap.
     own = "metrics/classify/full/resnet18.json"

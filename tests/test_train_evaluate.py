@@ -145,20 +145,20 @@ def test_evaluate_refuses_a_model_trained_on_other_classes(prepared):
 
 def test_cross_dataset_test_scores_a_model_on_another_sources_test_split(prepared):
     """The model trained on `full` tested on a second hospital's zip in the Radiography Database layout."""
-    run_stage("generate", "--radiography", "--name", "radiography")
-    run_stage("index", "--source", "radiography")
-    run_stage("prepare", "--dataset", "radiography_full")
+    run_stage("generate", "--radiography", "--name", "synthetic_hospital2")
+    run_stage("index", "--source", "synthetic_hospital2")
+    run_stage("prepare", "--dataset", "hospital2_full")
     run_stage("train", "--model", "resnet18", "--dataset", "full")
-    run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "radiography_full")
-    metrics = json.loads(metrics_file("full", "resnet18", "radiography_full").read_text())
-    test = SplitArrays.load(split_dir("radiography_full", "test"))
+    run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "hospital2_full")
+    metrics = json.loads(metrics_file("full", "resnet18", "hospital2_full").read_text())
+    test = SplitArrays.load(split_dir("hospital2_full", "test"))
     assert metrics["n_test"] == len(test) > 0
-    predictions = pd.read_csv(evaluation_dir("full", "resnet18", "radiography_full") / "predictions.csv")
+    predictions = pd.read_csv(evaluation_dir("full", "resnet18", "hospital2_full") / "predictions.csv")
     assert list(predictions["name"]) == list(test.names)
     # Names are relative to the zip's wrapper folder; Lung_Opacity is not one of our classes.
     assert {name.split("/images/")[0] for name in predictions["name"]} == {"COVID", "Viral Pneumonia", "Normal"}
     assert not metrics_file("full", "resnet18").exists(), "the model's own test metrics are evaluate's, not touched here"
     # A lungs-view dataset was made otherwise: the full-view model must not be scored on it.
-    run_stage("prepare", "--dataset", "radiography_lungs")
+    run_stage("prepare", "--dataset", "hospital2_lungs")
     with pytest.raises(SystemExit, match="preprocessing"):
-        run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "radiography_lungs")
+        run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "hospital2_lungs")

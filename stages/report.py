@@ -34,8 +34,10 @@ from cxr.report.page import write_index
 from cxr.report.params import ProbeParams, ShortcutParams
 from cxr.report.summary import (
     MissingMetrics,
+    all_synthetic,
     audit_table,
     cascade_table,
+    checkpoint_md5,
     comparison_figure,
     cross_table,
     data_banner,
@@ -51,6 +53,7 @@ from cxr.report.summary import (
     load_train_summary,
     load_view_report,
     outside_rows,
+    provenance_line,
     segmentation_table,
     shortcut_table,
     summary_table,
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                       for trained_on, tested_on, model in [(d, d, m) for d, m in own] + [run[:3] for run in cross]}
         trained = {(dataset, model): (load_view_report(dataset), load_train_summary(dataset, model))
                    for dataset in datasets for model in models}
+        checkpoints = {(dataset, model): checkpoint_md5(dataset, model) for dataset in datasets for model in models}
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     level = f"{params['evaluate.confidence_level']:.0%}"
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     except MissingMetrics as err:
         raise SystemExit(f"error: {err}") from None
     write_index(INDEX_FILE, parts, datasets, models, classes, own, cross, confusions, params["segment.evaluate_on"], cascade,
-                shortcut, probe.models, level, data_banner(used, source_reports, generators))
+                shortcut, probe.models, level, data_banner(used, source_reports, generators), provenance_line(checkpoints))
     with atomic_dir(CARDS_DIR) as cards:
         for dataset, model, metrics in runs:
             card = model_card(model, dataset, params["model"][model], params["train"], *trained[dataset, model], metrics,
@@ -169,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
                                if (trained_on, name) == (dataset, model)],
                               explain_by_run[dataset, model], classes, level, audit_by_source[source_of[dataset]],
                               [row for row in views if row[1] == source_of[dataset]],
-                              data_banner([source_of[dataset]], source_reports, generators))
+                              data_banner([source_of[dataset]], source_reports, generators),
+                              all_synthetic([source_of[dataset]], source_reports, generators), checkpoints[dataset, model])
             write_text(cards / card_file(dataset, model).name, card)
     print(SUMMARY_FILE.read_text())
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from cxr import paths
@@ -280,6 +282,8 @@ def write_report_inputs(params: dict) -> None:
         for model in params["models"]:
             paths.train_summary_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
             paths.train_summary_file(dataset, model).write_text(json.dumps({"best": {"epoch": 1, "val_macro_f1": 0.5}}))
+            paths.model_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
+            paths.model_file(dataset, model).write_bytes(f"{dataset}/{model} weights".encode())
             curves = paths.train_curves_dir(dataset, model)
             for name in ("train/loss", "val/loss", "val/macro_f1"):
                 (curves / f"{name}.tsv").parent.mkdir(parents=True, exist_ok=True)
@@ -347,10 +351,23 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     assert page.count("<figure>") == page.count("<figcaption>") and 'id="shortcut"' in page and 'id="audit"' in page
     assert '<p class="banner">Synthetic data only. Sources: synthetic: synthetic films written by' in page
     card = (paths.CARDS_DIR / "densenet161-full.md").read_text()
-    assert card.splitlines()[2].startswith("> **Synthetic data only. Sources: synthetic:")
+    _, header, body = card.split("---\n", 2)
+    assert body.splitlines()[3].startswith("> **Synthetic data only. Sources: synthetic:")
+    # Which checkpoint it is: the MD5 dvc.lock records, also on the page.
+    md5 = hashlib.md5(b"full/densenet161 weights").hexdigest()
+    assert f"MD5 `{md5}`" in body and f"git log -S {md5}" in body and f"full/densenet161 {md5[:12]}" in page
+    # The Hugging Face Hub's header: licence and the test scores, the own split's first.
+    hub = yaml.safe_load(header)
+    assert hub["license"] == "cc-by-nc-nd-4.0" and "synthetic-data" in hub["tags"]
+    results = hub["model-index"][0]["results"]
+    assert hub["model-index"][0]["name"] == "densenet161-full" and results[0]["dataset"]["type"] == "full"
+    assert {m["type"]: m["value"] for m in results[0]["metrics"]}["accuracy"] == round(classify_metrics()["accuracy"], 4)
+    assert [section for section in body.splitlines() if section.startswith("## ")] == [
+        "## Model details", "## Intended use", "## Factors", "## Metrics", "## Training data", "## Evaluation data",
+        "## Quantitative analyses (95% bootstrap intervals)", "## Ethical considerations", "## Caveats and recommendations"]
     # Its best epoch is its last (1 of 1): the card says it may still improve.
     assert "- Best epoch 1 of 1 by validation macro-F1 (0.500): the last one, so it may still improve" in card
-    assert "## Shortcut audit of its source" in card and "resnet18 on the outside view 0.849 [0.774, 0.914]" in card
+    assert "### Shortcut audit of its source" in card and "resnet18 on the outside view 0.849 [0.774, 0.914]" in card
     first = [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]]
     run_stage("report")
     assert [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]] == first, "the same bytes again"

@@ -141,7 +141,8 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
                  paths.segment_metrics_file("x").parent.parent, paths.view_report_file("x").parent,
                  paths.source_audit_file("x").parent, paths.source_report_file("x").parent,
                  paths.evaluation_dir("x", "y").parent.parent, paths.evaluation_dir("x", "y", "z").parent.parent,
-                 paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent})
+                 paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent,
+                 paths.model_file("x", "y").parent.parent})
     # A probe stage is its grid stage over the probe's lists.
     grid = params["probe"] if name.startswith("probe_") else params
     name = name.removeprefix("probe_")

@@ -7,6 +7,7 @@ the writer's process id, so a temporary of a process that is still running is le
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -112,6 +113,16 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             os.replace(tmp_path, path)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def file_md5(path: Path, chunk: int = 1 << 20) -> str:
+    """The file's MD5, as DVC records it in dvc.lock for a file output (so `git log -S <md5> -- dvc.lock` finds
+    the commit that made the file)."""
+    digest = hashlib.md5()
+    with path.open("rb") as file:
+        while block := file.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: Path, data: object) -> None:

@@ -43,6 +43,7 @@ figure { margin: 1em 0 1.4em; display: inline-block; vertical-align: top; max-wi
 figure img { max-width: 100%; border: 1px solid #e3e7eb; }
 figcaption { font-size: 13px; color: #4a5560; max-width: 60em; margin-top: 0.3em; }
 .banner { background: #e8f1fb; border-left: 4px solid #2463a0; padding: 0.6em 1em; margin: 1em 0; font-weight: 600; }
+.provenance { font-size: 13px; color: #4a5560; font-family: monospace; }
 .warning { background: #fff4e5; border-left: 4px solid #e08a00; padding: 0.6em 1em; margin: 1em 0; }
 .matrices { display: flex; flex-wrap: wrap; gap: 1.5em; }
 .matrices table td { text-align: right; min-width: 2.5em; }
@@ -54,6 +55,7 @@ details { margin: 0.4em 0; } summary { cursor: pointer; font-weight: 600; }
 <nav>{% for section in sections %}<a href="#{{ section.id }}">{{ section.title }}</a>{% endfor %}</nav>
 <main>
 <p class="banner">{{ banner }}</p>
+<p class="provenance">{{ provenance }}</p>
 <p class="warning">{{ warning }}</p>
 {% for section in sections %}<section id="{{ section.id }}"><h2>{{ section.title }}</h2>
 {{ section.html() }}
@@ -110,11 +112,13 @@ def _markdown():
     return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
-def write_page(path: Path, title: str, subtitle: str, banner: str, sections: Sequence[Section]) -> None:
-    """`banner`: which data the page is about (summary.data_banner), above everything else."""
+def write_page(path: Path, title: str, subtitle: str, banner: str, provenance: str, sections: Sequence[Section]) -> None:
+    """`banner`: which data the page is about (summary.data_banner), above everything else; `provenance`: which
+    checkpoints it shows (summary.provenance_line)."""
     from jinja2 import Environment
 
     page = Environment(autoescape=True).from_string(PAGE).render(title=title, subtitle=subtitle, banner=banner,
+                                                                 provenance=provenance,
                                                                  warning=WARNING, sections=sections)
     write_text(path, page)
 

@@ -62,7 +62,7 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
                 own: dict[tuple[str, str], dict], cross: Sequence[tuple[str, str, str, dict, dict]],
                 confusions: Mapping[tuple[str, str, str], np.ndarray],
                 segmented: Sequence[str], cascade: Sequence[tuple], shortcut: ShortcutParams | None,
-                probe_models: Sequence[str], level: str, banner: str) -> None:
+                probe_models: Sequence[str], level: str, banner: str, provenance: str) -> None:
     """`own`: (dataset, model) -> test metrics; `cross`: (trained_on, tested_on, model, metrics, own metrics);
     `confusions`: (trained_on, tested_on, model) -> confusion counts, own runs with tested_on = trained_on."""
     subtitle = f"{len(models)} models x {len(datasets)} datasets ({', '.join(datasets)}), classes {', '.join(classes)}"
@@ -154,7 +154,7 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
 
     if shortcut is not None and probe_models:
         sections.append(_shortcut_section(shortcut, probe_models, parts["shortcut"], classes))
-    write_page(path, TITLE, subtitle, banner, sections)
+    write_page(path, TITLE, subtitle, banner, provenance, sections)
 
 
 def _panels(dataset: str, model: str, classes: Sequence[str]) -> list[tuple[str, Path]]:

@@ -12,13 +12,14 @@ from matplotlib.figure import Figure  # a bare Figure needs no GUI backend: the 
 
 from cxr.explain.results import Explanations
 from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
-from cxr.io.files import atomic_path
+from cxr.io.files import atomic_path, file_md5
 from cxr.metrics.classification import slug
 from cxr.paths import (
     confusion_file,
     explain_maps_file,
     explain_metrics_file,
     metrics_file,
+    model_file,
     segment_gallery_file,
     segment_interpretation_file,
     segment_metrics_file,
@@ -65,6 +66,18 @@ def load_train_summary(dataset: str, model: str) -> dict:
     return json.loads(_existing(train_summary_file(dataset, model), f"train {model}/{dataset}").read_text())
 
 
+def checkpoint_md5(dataset: str, model: str) -> str:
+    """The checkpoint's MD5 as dvc.lock records it: the model's version in its card and on the page."""
+    return file_md5(_existing(model_file(dataset, model), f"train {model}/{dataset}"))
+
+
+def provenance_line(checkpoints: Mapping[tuple[str, str], str]) -> str:
+    """Which checkpoints the page is about, by the hash dvc.lock records for each, and how to find the commit."""
+    listed = ", ".join(f"{dataset}/{model} {md5[:12]}" for (dataset, model), md5 in checkpoints.items())
+    return (f"Checkpoints (MD5 as dvc.lock records them): {listed}. The commit that made one, and its date: "
+            "git log -S <md5> --format='%h %ad' -- dvc.lock")
+
+
 def _existing(path: Path, stage: str) -> Path:
     if not path.exists():
         raise MissingMetrics(f"{path} not found: {stage} first (`dvc repro`)")
@@ -78,8 +91,7 @@ def data_banner(sources: Sequence[str], source_reports: Mapping[str, dict], gene
     """Which data the results are about, for the top of the report and of every card: each source is either
     synthetic (its path is written by one of this pipeline's generators, `generators`: the generate sections of
     params.yaml) or read from its path, in the layout the index found (`source_reports`: load_source_report)."""
-    written = {entry[key]: f"{section}@{name}" for section, entries in generators.items()
-               for name, entry in (entries or {}).items() for key in GENERATOR_OUTPUTS if entry.get(key)}
+    written = _generated(generators)
     parts = []
     for source in sources:
         path = source_reports[source]["path"]
@@ -87,8 +99,19 @@ def data_banner(sources: Sequence[str], source_reports: Mapping[str, dict], gene
             parts.append(f"{source}: synthetic films written by this pipeline's {written[path]} stage, no patient's")
         else:
             parts.append(f"{source}: read from {path} (layout {source_reports[source]['layout']})")
-    synthetic = all(source_reports[source]["path"] in written for source in sources)
-    return ("Synthetic data only. " if synthetic else "Data. ") + "Sources: " + "; ".join(parts) + "."
+    return ("Synthetic data only. " if all_synthetic(sources, source_reports, generators) else "Data. ") + "Sources: " \
+        + "; ".join(parts) + "."
+
+
+def _generated(generators: Mapping[str, dict]) -> dict[str, str]:
+    """path -> the generate stage that writes it."""
+    return {entry[key]: f"{section}@{name}" for section, entries in generators.items()
+            for name, entry in (entries or {}).items() for key in GENERATOR_OUTPUTS if entry.get(key)}
+
+
+def all_synthetic(sources: Sequence[str], source_reports: Mapping[str, dict], generators: Mapping[str, dict]) -> bool:
+    """Whether every one of `sources` is written by this pipeline's generators (data_banner's arguments)."""
+    return all(source_reports[source]["path"] in _generated(generators) for source in sources)
 
 
 def number(value: float | None) -> str:

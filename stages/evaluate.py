@@ -5,7 +5,7 @@
 
 `--models-of` names the params key listing the models (`models`, `probe.models`): a cross test scores every
 one of them in one process, since loading torch costs more than scoring a test split. Writes, per model, the
-flat metrics JSON, the per-image predictions and the confusion / ROC data, and for all of them together the
+flat metrics JSON, the per-image predictions, the confusion / ROC data and which checkpoint was scored (its MD5), and for all of them together the
 figures' data of `dvc plots`.
 """
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 
 from cxr.io.arrays import SplitArrays
+from cxr.io.files import file_md5, write_json
 from cxr.metrics.classification import classification_metrics, write_evaluation, write_plot_data
 from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_checkpoint
 from cxr.models.inference import SplitBatches, predict_probabilities
 from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
-from cxr.paths import (confusion_file, evaluation_plots_dir, metrics_file, model_file, predictions_file, roc_dir,
+from cxr.paths import (checkpoint_record_file, confusion_file, evaluation_plots_dir, metrics_file, model_file, predictions_file, roc_dir,
                        split_dir, view_file)
 
 
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
                          predictions_file(args.dataset, model_name, tested_on),
                          confusion_file(args.dataset, model_name, tested_on), roc_dir(args.dataset, model_name, tested_on),
                          metrics, test.labels, test.names, probabilities, meta["classes"])
+        # The scores' provenance: the report and the model cards name the checkpoint by this hash, which dvc.lock
+        # records too (`git log -S <md5> -- dvc.lock` finds the commit that trained it).
+        checkpoint = model_file(args.dataset, model_name)
+        write_json(checkpoint_record_file(args.dataset, model_name, tested_on),
+                   {"checkpoint": checkpoint.as_posix(), "md5": file_md5(checkpoint)})
         scored[model_name] = (test.labels, probabilities)
 
         auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")

@@ -282,8 +282,9 @@ def write_report_inputs(params: dict) -> None:
         for model in params["models"]:
             paths.train_summary_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
             paths.train_summary_file(dataset, model).write_text(json.dumps({"best": {"epoch": 1, "val_macro_f1": 0.5}}))
-            paths.model_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
-            paths.model_file(dataset, model).write_bytes(f"{dataset}/{model} weights".encode())
+            md5 = hashlib.md5(f"{dataset}/{model} weights".encode()).hexdigest()
+            paths.checkpoint_record_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
+            paths.checkpoint_record_file(dataset, model).write_text(json.dumps({"md5": md5}))
             curves = paths.train_curves_dir(dataset, model)
             for name in ("train/loss", "val/loss", "val/macro_f1"):
                 (curves / f"{name}.tsv").parent.mkdir(parents=True, exist_ok=True)

@@ -141,8 +141,7 @@ def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
                  paths.segment_metrics_file("x").parent.parent, paths.view_report_file("x").parent,
                  paths.source_audit_file("x").parent, paths.source_report_file("x").parent,
                  paths.evaluation_dir("x", "y").parent.parent, paths.evaluation_dir("x", "y", "z").parent.parent,
-                 paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent,
-                 paths.model_file("x", "y").parent.parent})
+                 paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent})
     # A probe stage is its grid stage over the probe's lists.
     grid = params["probe"] if name.startswith("probe_") else params
     name = name.removeprefix("probe_")
@@ -196,6 +195,14 @@ def test_declared_outputs_are_the_paths_the_code_writes():
         assert {Path(p) for p in outs} == expected_outs, address
         data_deps = {Path(p) for p in deps if not p.startswith(("stages/", "src/")) and p != "params.yaml"}
         assert data_deps == expected_inputs, address
+
+
+def test_no_dependency_shares_its_name_with_a_params_key():
+    """`dvc exp show` keys params and dependencies in one set of columns: a folder named as a params key (`models`)
+    overwrites that column with its hash, and `--keep`/`--sort-by` on such a table fails with a KeyError."""
+    names = set(default_params())
+    for address, (_, deps) in resolved_stages().items():
+        assert not names & set(deps), address
 
 
 def test_every_params_key_is_read_by_some_stage():

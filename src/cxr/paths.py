@@ -91,6 +91,11 @@ def confusion_file(dataset: str, model: str, tested_on: str | None = None) -> Pa
     return evaluation_dir(dataset, model, tested_on) / "confusion.json"
 
 
+def checkpoint_record_file(dataset: str, model: str, tested_on: str | None = None) -> Path:
+    """Which checkpoint the evaluation scored: its path and MD5, the hash dvc.lock records for it."""
+    return evaluation_dir(dataset, model, tested_on) / "checkpoint.json"
+
+
 def roc_dir(dataset: str, model: str, tested_on: str | None = None) -> Path:
     """One JSON of one-vs-rest ROC points per class."""
     return evaluation_dir(dataset, model, tested_on) / "roc"

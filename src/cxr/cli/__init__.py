@@ -171,11 +171,12 @@ def run_docs(check: bool) -> int:
 
 
 def run_pr_report(base: str, out: Path, plots_url: str | None) -> int:
+    from cxr.cli.dvc import DvcCommandError
     from cxr.cli.pr_report import ChangeReportError, write_change_report
 
     try:
         path = write_change_report(base, out, plots_url=plots_url)
-    except ChangeReportError as err:
+    except (ChangeReportError, DvcCommandError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{path}: params, metrics and plots of the workspace against {base}")

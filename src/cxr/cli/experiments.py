@@ -6,12 +6,12 @@ the table `dvc exp show` cannot fit, since it also lists every param and depende
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr.cli.dvc import DvcCommandError, run_dvc
 from cxr.report.headline import DIGITS, LOWER_IS_BETTER, TITLES
 
 
@@ -24,7 +24,7 @@ class Row:
 
 
 class ExperimentsError(RuntimeError):
-    """`dvc exp show` failed or found no headline metrics; the message says why and what to do."""
+    """No commit or experiment has headline metrics; the message says what to do."""
 
 
 def _flat(data: dict, prefix: str = "") -> dict[str, object]:
@@ -78,10 +78,7 @@ def experiment_rows(shown: list[dict], headline_file: str) -> list[Row]:
 
 
 def load_experiment_rows(headline_file: str) -> list[Row]:
-    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
-    if result.returncode:
-        raise ExperimentsError(f"`dvc exp show` failed: {result.stderr.strip() or result.stdout.strip()}")
-    rows = experiment_rows(json.loads(result.stdout or "[]"), headline_file)
+    rows = experiment_rows(json.loads(run_dvc("exp", "show", "--json") or "[]"), headline_file)
     if not rows:
         raise ExperimentsError(f"no commit or experiment has {headline_file}: run `dvc repro` (or `dvc exp run`) first")
     return rows
@@ -116,7 +113,7 @@ def run_experiments(sort_by: str, run_filter: str | None, width: int) -> int:
         return 1
     try:
         rows = load_experiment_rows(HEADLINE_FILE.as_posix())
-    except ExperimentsError as err:
+    except (ExperimentsError, DvcCommandError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if run_filter:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from cxr.cli.dvc import run_dvc
 from cxr.io.files import atomic_dir
 from cxr.metrics.classification import slug
 from cxr.paths import HEADLINE_FILE
@@ -82,13 +82,6 @@ def _is_number(value) -> bool:
     return True
 
 
-def dvc(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
-    if result.returncode:
-        raise ChangeReportError(f"`dvc {' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout
-
-
 def commit_of(base: str) -> str:
     """The commit `base` names; DVC's diffs take an unknown revision for an empty one and would report nothing."""
     result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], capture_output=True,
@@ -102,7 +95,7 @@ def commit_of(base: str) -> str:
 def plot_changes(base: str, images_dir: Path) -> list[PlotChange]:
     """The plots of dvc.yaml whose data differ between `base` and the workspace, new ones and removed ones; a
     plot shared by several runs, per run (and class)."""
-    shown = json.loads(dvc("plots", "diff", base, "--json", "-o", str(images_dir)))
+    shown = json.loads(run_dvc("plots", "diff", base, "--json", "-o", str(images_dir)))
     changes = []
     for name, renders in sorted(shown.get("data", {}).items()):
         if renders[0]["type"] == "image":
@@ -247,22 +240,22 @@ def write_change_report(base: str, out_dir: Path, *, plots_url: str | None = Non
         raise ChangeReportError(f"{out_dir} exists and is no earlier report (no {REPORT_FILE} in it); the report's "
                                 "folder is replaced as a whole: name a new one with --out")
     commit = commit_of(base)
-    stale = sorted(json.loads(dvc("status", "--json") or "{}"))
-    params = diff_table(json.loads(dvc("params", "diff", base, "--json") or "{}"), base, "param")
+    stale = sorted(json.loads(run_dvc("status", "--json") or "{}"))
+    params = diff_table(json.loads(run_dvc("params", "diff", base, "--json") or "{}"), base, "param")
     # The headline is the one metrics file dvc.yaml declares; the rest of metrics/ is named to be diffed.
-    headline = diff_table(json.loads(dvc("metrics", "diff", base, "--json") or "{}"), base, "metric", visible_only=True)
-    every_diff = json.loads(dvc("metrics", "diff", base, "--targets", METRICS_DIR, "--json") or "{}")
+    headline = diff_table(json.loads(run_dvc("metrics", "diff", base, "--json") or "{}"), base, "metric", visible_only=True)
+    every_diff = json.loads(run_dvc("metrics", "diff", base, "--targets", METRICS_DIR, "--json") or "{}")
     every_diff.pop(HEADLINE_FILE.as_posix(), None)
     metrics = diff_table(every_diff, base, "metric")
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
-        dvc("plots", "diff", base, "-o", str(tmp / "dvc_plots"))
+        run_dvc("plots", "diff", base, "-o", str(tmp / "dvc_plots"))
         lines = [f"## Pipeline results: this branch against `{base}` ({commit[:8]})", ""]
         if stale:
             lines += [f"> **Stale:** {len(stale)} stage(s) changed since their outputs were made "
                       f"({', '.join(stale[:8])}{', ...' if len(stale) > 8 else ''}); run `dvc repro` first.", ""]
         lines += ["### Params", "", *(params or ["No params changed.", ""]), "### Metrics", ""]
         if metrics or headline:
-            lines += [*(headline or ["No headline score moved by the shown precision.", ""])]
+            lines += headline or ["No headline score moved by the shown precision.", ""]
             if metrics:
                 lines += [f"<details><summary>All {len(metrics) - 3} changed metrics (<code>dvc metrics diff --targets "
                           f"{METRICS_DIR}</code>)</summary>", "", *metrics, "</details>", ""]

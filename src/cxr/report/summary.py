@@ -12,14 +12,14 @@ from matplotlib.figure import Figure  # a bare Figure needs no GUI backend: the 
 
 from cxr.explain.results import Explanations
 from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
-from cxr.io.files import atomic_path, file_md5
+from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
 from cxr.paths import (
+    checkpoint_record_file,
     confusion_file,
     explain_maps_file,
     explain_metrics_file,
     metrics_file,
-    model_file,
     segment_gallery_file,
     segment_interpretation_file,
     segment_metrics_file,
@@ -67,8 +67,10 @@ def load_train_summary(dataset: str, model: str) -> dict:
 
 
 def checkpoint_md5(dataset: str, model: str) -> str:
-    """The checkpoint's MD5 as dvc.lock records it: the model's version in its card and on the page."""
-    return file_md5(_existing(model_file(dataset, model), f"train {model}/{dataset}"))
+    """The MD5 of the checkpoint its evaluation scored, as dvc.lock records it: the model's version in its card and
+    on the page."""
+    record = _existing(checkpoint_record_file(dataset, model), f"evaluate {model}/{dataset}")
+    return json.loads(record.read_text())["md5"]
 
 
 def provenance_line(checkpoints: Mapping[tuple[str, str], str]) -> str:

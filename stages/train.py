@@ -17,10 +17,11 @@ from cxr.io.log import EpochLogError
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError
 from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
-from cxr.paths import model_file, split_dir, train_log_dir, view_file
+from cxr.paths import model_file, resume_file, split_dir, train_log_dir, view_file
 from cxr.training.loop import TrainingError, train_classifier
 from cxr.training.params import TrainParams
 from cxr.training.processes import join_processes, leave_processes, run, torchrun_command
+from cxr.training.resume import run_key
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,10 +42,17 @@ def main(argv: list[str] | None = None) -> None:
     val_split = SplitArrays.load(split_dir(args.dataset, "val"))
     # How raw X-rays became this model's inputs, so prediction can redo it with cxr.data.views.make_view.
     meta = {"model": args.model, "dataset": args.dataset, "preprocessing": json.loads(view_file(args.dataset).read_text())}
+    # A single process killed mid-run (or its `dvc repro`) goes on from its last completed epoch when rerun.
+    resume = None
+    if processes.world == 1:
+        settings = {"model": params[model_key].model_dump(), "train": params["train"].model_dump(),
+                    "classes": params["classes"], "meta": meta, "device": device.type}
+        data = [path for split in ("train", "val") for path in split_dir(args.dataset, split).iterdir()]
+        resume = (resume_file(args.dataset, args.model), run_key(settings, data))
     try:
         meta = train_classifier(train_split, val_split, params["classes"], params[model_key], params["train"],
                                 device, model_file(args.dataset, args.model), train_log_dir(args.dataset, args.model),
-                                meta, desc=f"{args.model}/{args.dataset}", processes=processes)
+                                meta, desc=f"{args.model}/{args.dataset}", processes=processes, resume=resume)
     except WeightsError as err:
         raise SystemExit(f"error: {model_key}.weights: {err}") from None
     except (TrainingError, EpochLogError) as err:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cxr.cli.docs import BLOCK, DocsError, documentation_pages, stage_families_mermaid, summary_tables, sync
+from cxr.cli.docs import BLOCK, DocsError, documentation_pages, reruns_table, stage_families_mermaid, summary_tables, sync
 from tests.conftest import REPO
 
 PAGES = documentation_pages(REPO)
@@ -61,6 +61,17 @@ def test_quoted_tables_are_the_committed_runs():
     assert {lead for lead in tables if not any(lead.startswith(name) for name in quoted)} == set()
     assert sync(PAGES, REPO / "reports" / "summary.md", write=False, root=REPO) == []
     assert "<!-- dvc dag: stage families -->\n```mermaid" in (REPO / "README.md").read_text()
+    assert "<!-- code dependencies: what a change re-runs -->\n| module |" in (REPO / "docs" / "pipeline.md").read_text()
+
+
+def test_a_fix_to_a_reader_or_a_figure_re_runs_only_the_stages_that_use_it():
+    """The invalidation table of docs/pipeline.md, from dvc.yaml: a DICOM fix re-reads the raw data but retrains
+    nothing; a figure's colour redraws the explanations and the report but runs no segmenter or classifier."""
+    rows = dict(re.findall(r"^\| `([^`]+)` \| (.*) \|$", reruns_table(REPO), re.M))
+    families = {name: set(re.findall(r"(?:^|, )([a-z_]+)", row.partition(": ")[2])) for name, row in rows.items()}
+    assert families["cxr/io/dicom.py"] == {"index", "prepare", "prepare_segmented"}
+    assert families["cxr/explain/figures.py"] == {"explain", "probe_explain", "report"}
+    assert families["cxr/training/"] == {"train", "probe_train"} and rows["cxr/cli/"] == "none"
 
 
 SUMMARY = """| Dataset | Accuracy |

@@ -18,19 +18,11 @@ from cxr.explain.maps import _gradients_on, class_activation_maps, road_scores, 
 from cxr.explain.params import ExplainParams
 from cxr.explain.results import Explanations
 from cxr.explain.run import explain_split, explanation_metrics, read_predictions, select_images
-from cxr.explain.scores import (
-    ZONES,
-    lung_energy_fraction,
-    lung_lift,
-    lung_sides,
-    mean_interval,
-    pointing_hit,
-    zone_involvement,
-    zone_masks,
-    zone_shares,
-)
+from cxr.anatomy.lungs import ZONES, lung_sides, zone_masks
+from cxr.explain.scores import lung_energy_fraction, lung_lift, pointing_hit, zone_involvement, zone_shares
 from cxr.io.arrays import SplitArrays, intensity_stats
 from cxr.metrics.classification import slug, write_evaluation
+from cxr.metrics.intervals import mean_interval
 from cxr.models.inference import model_input
 from cxr.models.registry import STUDY_ARCHS, build_model
 from tests.conftest import REPO

@@ -20,7 +20,7 @@ from cxr.explain.figures import (
     write_zones_figure,
 )
 from cxr.explain.results import Explanations
-from cxr.explain.scores import ZONES
+from cxr.anatomy.lungs import ZONES
 from cxr.report.summary import explanations_table, summary_table, zone_class, zones_table
 from tests.conftest import run_stage, tiny_params, write_params
 

@@ -24,7 +24,8 @@ import cxr.io.sources as sources
 from cxr.cli import main as cxr
 from cxr.data.index import SourceIndexError, build_index, write_index
 from cxr.data.params import IndexParams, PrepareParams, SourceParams
-from cxr.io.images import UnreadableImage, decode_image
+from cxr.io.images import decode_image
+from cxr.io.pixels import UnreadableImage
 from cxr.models.checkpoints import save_checkpoint
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError, build_model, read_state_dict

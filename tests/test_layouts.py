@@ -31,7 +31,8 @@ from cxr.data.params import (
 )
 from cxr.data.prepare import prepare_view
 from cxr.io.arrays import SplitArrays
-from cxr.io.images import UnreadableImage, decode_image
+from cxr.io.images import decode_image
+from cxr.io.pixels import UnreadableImage
 from cxr.io.sources import RawSource, SourceError
 from tests.standins import (
     CLASSES,

@@ -8,7 +8,6 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 from cxr.metrics.classification import (
     accuracy_statistic,
-    bootstrap_interval,
     classification_metrics,
     confusion_records,
     expected_calibration_error,
@@ -16,6 +15,7 @@ from cxr.metrics.classification import (
     roc_records,
     slug,
 )
+from cxr.metrics.intervals import bootstrap_interval
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 

@@ -11,7 +11,7 @@ from cxr.data.index import build_index, write_index
 from cxr.data.params import DatasetParams, IndexParams, PrepareParams, SourceParams
 from cxr.data.prepare import prepare_view
 from cxr.io.arrays import SplitArrays
-from cxr.io.images import difference_hash, hash_distance
+from cxr.io.pixels import difference_hash, hash_distance
 from cxr.paths import SPLITS, split_dir
 from cxr.synthetic.generator import CLASSES, MAX_DUPLICATE_DISTANCE, Anatomy, render_case, write_dataset
 from cxr.synthetic.params import GenerateParams

@@ -4,6 +4,7 @@ class balancing, and the checkpoint and dvclive log that change only together.""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from cxr.training.loop import class_weights, train_classifier
 from cxr.training.order import EpochOrders
 from cxr.training.params import AugmentParams, TrainParams
 from cxr.training.processes import SINGLE, Processes
+from cxr.training.resume import load_point, random_states, restore_random_states, save_point
 from tests.conftest import default_params
 
 CPU = torch.device("cpu")
@@ -91,9 +93,9 @@ def heldout_accuracy(checkpoint: Path, test: SplitArrays) -> float:
 
 
 def train(train_split: SplitArrays, val_split: SplitArrays, out: Path, params: TrainParams,
-          model: ModelParams = SMALL_RESNET) -> dict:
+          model: ModelParams = SMALL_RESNET, resume: tuple[Path, str] | None = None) -> dict:
     return train_classifier(train_split, val_split, list(CLASSES), model, params, CPU, out / "models" / "m.pt",
-                            out / "logs" / "m", {"dataset": "test"}, desc="test")
+                            out / "logs" / "m", {"dataset": "test"}, desc="test", resume=resume)
 
 
 # 1. Learning, and the controls that show the accuracy comes from the images and their labels.
@@ -343,16 +345,20 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C half-way: a BaseException, which no `except Exception` may swallow."""
 
 
-def fail_in_second_epoch(monkeypatch):
+def fail_in_epoch(monkeypatch, epoch: int):
     real, calls = loop.train_one_epoch, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == epoch:
             raise Interrupted
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_one_epoch", flaky)
+
+
+def fail_in_second_epoch(monkeypatch):
+    fail_in_epoch(monkeypatch, 2)
 
 
 def fail_saving_checkpoint(monkeypatch):
@@ -409,3 +415,48 @@ def test_a_repository_without_commits_gets_the_fix_not_a_traceback(tmp_path, mon
         live.log_metric("loss", 1.0)
         live.next_step()
     assert (tmp_path / "log" / "metrics.json").is_file()
+
+
+# 5. A killed training goes on from its last completed epoch.
+
+def test_a_run_killed_in_epoch_three_of_four_resumes_to_the_same_bytes(films, workdir, monkeypatch, capsys):
+    """Killed during its third epoch and run again, a training goes on after epoch 2 and writes the checkpoint
+    and log an uninterrupted run writes, byte for byte; the resume point is gone afterwards. With augmentation,
+    so its generator must go on where it was too."""
+    split, params = every_fifth(films["train"]), train_params(epochs=4, batch_size=8, augment=DEFAULT_AUGMENT)
+    train(split, films["val"], workdir / "whole", params)
+    point = workdir / "killed" / ".cxr-resume" / "test" / "m.pt"
+    with monkeypatch.context() as patched:
+        fail_in_epoch(patched, 3)
+        with pytest.raises(Interrupted):
+            train(split, films["val"], workdir / "killed", params, resume=(point, "key"))
+    assert len(torch.load(point, weights_only=True)["logged"]) == 2
+    capsys.readouterr()
+    train(split, films["val"], workdir / "killed", params, resume=(point, "key"))
+    assert "resuming after epoch 2 of 4" in capsys.readouterr().out
+    assert (workdir / "killed" / "models" / "m.pt").read_bytes() == (workdir / "whole" / "models" / "m.pt").read_bytes()
+    assert snapshot(workdir / "killed" / "logs" / "m") == snapshot(workdir / "whole" / "logs" / "m")
+    assert not (workdir / "killed" / ".cxr-resume").exists()
+
+
+def test_a_resume_point_of_another_run_or_cut_short_is_not_used(tmp_path, capsys):
+    point = tmp_path / "m.pt"
+    save_point(point, "this run", {"logged": []})
+    assert load_point(point, "this run") == {"key": "this run", "logged": []}
+    assert load_point(point, "another run") is None and "other params, data or code" in capsys.readouterr().out
+    point.write_bytes(point.read_bytes()[:40])
+    assert load_point(point, "this run") is None and "not a usable resume point" in capsys.readouterr().out
+
+
+def test_random_states_put_back_give_the_same_draws():
+    """Every generator an epoch draws from, the global ones included (dropout draws from torch's)."""
+    generators = {"augment": torch.Generator().manual_seed(1)}
+
+    def draws():
+        return (torch.rand(3, generator=generators["augment"]).tolist(), torch.rand(3).tolist(),
+                np.random.rand(3).tolist(), random.random())
+
+    saved = random_states(generators, CPU)
+    first = draws()
+    restore_random_states(saved, generators, CPU)
+    assert draws() == first

@@ -57,6 +57,15 @@ def model_file(dataset: str, model: str) -> Path:
     return Path("models") / dataset / f"{model}.pt"
 
 
+RESUME_DIR = Path(".cxr-resume")
+
+
+def resume_file(dataset: str, model: str) -> Path:
+    """A training's state after its last completed epoch (cxr.training.resume): outside every output, since
+    `dvc repro` deletes a stage's outputs before it runs it again; deleted when the training finishes."""
+    return RESUME_DIR / dataset / f"{model}.pt"
+
+
 def train_log_dir(dataset: str, model: str) -> Path:
     """dvclive's folder: metrics.json (the summary) and plots/metrics/ (one .tsv per logged metric)."""
     return Path("reports/train") / dataset / model

@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     docs = command("docs", "copy the run's tables from reports/summary.md into README.md and docs/", "cxr docs --check",
                    description="Rewrites every `<!-- reports/summary.md: NAME -->` block of README.md and "
-                               "docs/*.md with the summary's table of that name (run after `dvc repro`), and the "
-                               "`<!-- dvc dag: stage families -->` block with the pipeline's graph.")
+                               "docs/*.md with the summary's table of that name (run after `dvc repro`), the "
+                               "`<!-- dvc dag: stage families -->` block with the pipeline's graph and the "
+                               "`<!-- code dependencies: what a change re-runs -->` block with what a change to each "
+                               "library module re-runs.")
     docs.add_argument("--check", action="store_true", help="change nothing; exit 1 naming the pages out of date")
 
     experiments = command("experiments", "the commits and experiments of `dvc exp show`, one line per run with its "

@@ -14,6 +14,9 @@ A block `<!-- dvc dag: stage families -->` ... `<!-- end -->` holds the pipeline
 it (a mermaid flowchart), one box per stage family (`train` for every `train@<model>-<dataset>`) with its
 number of stages, drawn from the stages `dvc.yaml` resolves to with the params of the page's repository;
 an arrow that a longer path implies is left out.
+
+A block `<!-- code dependencies: what a change re-runs -->` ... `<!-- end -->` holds, per library module, the
+stages whose declared code dependencies cover it: what `dvc repro` re-runs after a change to that file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from cxr.paths import SUMMARY_FILE
 
 FIRST_TABLE = "Classification"
 DAG_BLOCK = re.compile(r"(?P<open><!-- dvc dag: stage families -->\n)(?P<body>.*?)(?P<close><!-- end -->)", re.S)
+RERUNS_BLOCK = re.compile(r"(?P<open><!-- code dependencies: what a change re-runs -->\n)(?P<body>.*?)(?P<close><!-- end -->)",
+                          re.S)
 BLOCK = re.compile(r"(?P<open><!-- reports/summary\.md: (?P<name>[^>]*?) -->\n)(?P<body>.*?)(?P<close><!-- end -->)", re.S)
 
 
@@ -59,15 +64,52 @@ def table_named(tables: dict[str, str], name: str, page: Path) -> str:
     return matches[0]
 
 
-def stage_families_mermaid(root: Path) -> str:
-    """`dvc dag --mermaid` collapsed to stage families: a box per family, an arrow from what it reads."""
+def resolved_pipeline(root: Path) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """Every stage dvc.yaml resolves to with its dependency paths, in dvc.yaml's order, and the graph's edges."""
     from dvc.repo import Repo
 
     # DVC's graph goes through pygtrie, which warns about its own API once per path (not ours to fix).
     with Repo(str(root)) as repo, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="dvc")
-        stages = [stage.name for stage in repo.index.stages]
+        stages = {stage.name: [dep.def_path for dep in stage.deps] for stage in repo.index.stages}
         edges = [(dependency.name, stage.name) for stage, dependency in repo.index.graph.edges()]
+    return stages, edges
+
+
+def families(stages: list[str]) -> str:
+    """Stage names by family, in order: `train (10), report`."""
+    counts = Counter(stage.split("@")[0] for stage in stages)
+    return ", ".join(f"{name} ({count})" if count > 1 else name for name, count in counts.items())
+
+
+def reruns_table(root: Path) -> str:
+    """Per library module, the stages whose code dependencies cover it, by family; a module no stage reads
+    (the command line's) re-runs nothing."""
+    stages, _ = resolved_pipeline(root)
+    code = {name: [dep for dep in deps if dep.startswith("src/")] for name, deps in stages.items()}
+    # A package's __init__.py is left out beside its modules: it holds no more than a docstring where the
+    # modules are declared one by one (tests/test_layout.py), and shares their row where the package is.
+    modules = sorted(path.relative_to(root).as_posix() for path in (root / "src").rglob("*.py")
+                     if path.name != "__init__.py" or len(list(path.parent.glob("*.py"))) == 1)
+    reruns = {module: [name for name, deps in code.items() if any(module == dep or module.startswith(f"{dep}/")
+                                                                  for dep in deps)] for module in modules}
+    by_package: dict[str, list[str]] = {}
+    for module in modules:
+        by_package.setdefault(module.rsplit("/", 1)[0], []).append(module)
+    rows = ["| module | stages a change re-runs |", "|---|---|"]
+    for package, members in by_package.items():
+        # A package declared as a whole re-runs the same stages whatever module changes: one row.
+        same = len(members) > 1 and all(reruns[m] == reruns[members[0]] for m in members)
+        for module in [f"{package}/"] if same else members:
+            covered = reruns[members[0] if same else module]
+            rows.append(f"| `{module.removeprefix('src/')}` | {f'{len(covered)}: {families(covered)}' if covered else 'none'} |")
+    return "\n".join(rows) + "\n"
+
+
+def stage_families_mermaid(root: Path) -> str:
+    """`dvc dag --mermaid` collapsed to stage families: a box per family, an arrow from what it reads."""
+    names, edges = resolved_pipeline(root)
+    stages = list(names)
     family = {stage: stage.split("@")[0] for stage in stages}
     counts = Counter(family.values())  # in dvc.yaml's order
     order = list(counts)
@@ -94,24 +136,28 @@ def _reachable(start: str, goal: str, arrows: set[tuple[str, str]]) -> bool:
     return False
 
 
-def render(page: Path, text: str, tables: dict[str, str], dag: str | None = None) -> str:
+def render(page: Path, text: str, tables: dict[str, str], dag: str | None = None, reruns: str | None = None) -> str:
     text = BLOCK.sub(lambda m: m["open"] + table_named(tables, m["name"], page) + m["close"], text)
     if dag is not None:
         text = DAG_BLOCK.sub(lambda m: m["open"] + dag + m["close"], text)
+    if reruns is not None:
+        text = RERUNS_BLOCK.sub(lambda m: m["open"] + reruns + m["close"], text)
     return text
 
 
 def sync(pages: list[Path], summary: Path = SUMMARY_FILE, write: bool = True, root: Path | None = None) -> list[Path]:
     """The pages whose blocks differ from the summary's tables (and, given the repository's `root`, from its
-    pipeline graph); rewritten unless `write` is false."""
+    pipeline graph and its code dependencies); rewritten unless `write` is false."""
     tables = summary_tables(summary.read_text())
-    dag = None
+    dag = reruns = None
     stale = []
     for page in pages:
         text = page.read_text()
         if root is not None and dag is None and DAG_BLOCK.search(text):
             dag = stage_families_mermaid(root)
-        new = render(page, text, tables, dag)
+        if root is not None and reruns is None and RERUNS_BLOCK.search(text):
+            reruns = reruns_table(root)
+        new = render(page, text, tables, dag, reruns)
         if new != text:
             stale.append(page)
             if write:

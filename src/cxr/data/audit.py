@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cxr.metrics.classification import accuracy_statistic, bootstrap_interval, macro_f1_statistic
+from cxr.metrics.classification import accuracy_statistic, macro_f1_statistic
+from cxr.metrics.intervals import bootstrap_interval
 
 # Lung-mask statuses a lungs view can use; the others are reasons why a film has none.
 USABLE_MASKS = ("file", "resized", "from image")

@@ -40,7 +40,8 @@ from cxr.data.layouts import DEFAULT_PATIENT_PATTERNS, Entry, Listing, is_image_
 from cxr.data.params import IndexParams, SourceParams, SplitParams
 from cxr.data.views import fit_mask, same_aspect
 from cxr.io.files import atomic_dir, atomic_path, write_json
-from cxr.io.images import UnreadableImage, decode_image, difference_hash, hash_distance, is_dicom, mask_from_pixels, nonblack_mask
+from cxr.io.images import decode_image, is_dicom, mask_from_pixels, nonblack_mask
+from cxr.io.pixels import UnreadableImage, difference_hash, hash_distance
 from cxr.io.sources import RawSource, SourceError
 from cxr.paths import SPLITS, index_dir, index_file, source_file, source_report_file
 

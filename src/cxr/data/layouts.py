@@ -28,7 +28,8 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from cxr.io.images import IMAGE_SUFFIXES, UnreadableImage, decode_image
+from cxr.io.images import IMAGE_SUFFIXES, decode_image
+from cxr.io.pixels import UnreadableImage
 from cxr.io.sources import RawSource
 
 LAYOUTS = ("radiography", "covid-qu-ex", "kermany", "study", "study-segmented", "class-folders")

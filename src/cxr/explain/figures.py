@@ -17,21 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxr.explain.results import Explanations
-from cxr.io.files import atomic_path
+from cxr.figures.tiles import NOTE_COLOR, new_figure, note, overlay, save_png, short_name, square_axes
 from cxr.metrics.classification import slug
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-DPI = 100
-HEATMAP = "jet"
-HEATMAP_ALPHA = 0.45
-SALIENCY_MAX_ALPHA = 0.85
-SALIENCY_SATURATED = 99  # percentile of a saliency map shown at full strength
-OUTLINE_COLOR = "white"
 WRONG_COLOR = "tab:red"
-NOTE_COLOR = "0.45"
 DATASET_HATCHES = ("", "////", "....", "xxxx")  # the runs of one model share its colour
 
 
@@ -45,7 +37,7 @@ def write_class_panels(explained: Explanations, out_dir: Path, title: str, max_r
         if len(rows) == 0:
             continue
         path = out_dir / f"panel_{slug(name)}.png"
-        _save(_class_panel(explained, rows, title), path)
+        save_png(_class_panel(explained, rows, title), path)
         written.append(path)
     return written
 
@@ -70,7 +62,7 @@ def write_cross_model_figure(runs: Mapping[tuple[str, str], Explanations], datas
     # At least as wide as its title, for a run or two.
     width = max(label_width + len(columns) * (tile + margin) + margin, 5.0)
     height = header + len(picked) * (tile_title + tile + margin) + margin
-    figure = _figure(width, height)
+    figure = new_figure(width, height)
     figure.text(0.1 / width, 1 - 0.08 / height, "CAM of the predicted class on the same test image in every column\n"
                 "lung outline where the image has a mask; red: misclassified", ha="left", va="top", fontsize=8)
     for j, (model, dataset) in enumerate(columns):
@@ -79,21 +71,21 @@ def write_cross_model_figure(runs: Mapping[tuple[str, str], Explanations], datas
                     ha="center", va="bottom", fontsize=8)
     for i, (class_name, image_name) in enumerate(picked):
         top = header + i * (tile_title + tile + margin) + tile_title
-        figure.text(0.1 / width, 1 - (top + tile / 2) / height, f"{class_name}\n{_short(image_name, 16)}",
+        figure.text(0.1 / width, 1 - (top + tile / 2) / height, f"{class_name}\n{short_name(image_name, 16)}",
                     ha="left", va="center", fontsize=8)
         for j, (model, dataset) in enumerate(columns):
-            axis = _tile(figure, label_width + j * (tile + margin), top, tile, width, height)
+            axis = square_axes(figure, label_width + j * (tile + margin), top, tile, width, height)
             run = runs.get((dataset, model))
             found = np.flatnonzero(run.names == image_name) if run is not None else []
             if len(found) == 0:
-                _note(axis, "not explained")
+                note(axis, "not explained")
                 continue
             k = int(found[0])
             predicted = run.classes[run.predictions[k]]
-            _overlay(axis, run.images[k], run.cam[k], run.masks[k] if run.has_mask[k] else None)
+            overlay(axis, run.images[k], run.cam[k], run.masks[k] if run.has_mask[k] else None)
             axis.set_title(f"pred {predicted} {run.probabilities[k, run.predictions[k]]:.2f}", fontsize=7,
                            color=WRONG_COLOR if run.predictions[k] != run.labels[k] else "black", pad=2)
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def shared_image(runs: Sequence[Explanations], class_name: str) -> str | None:
@@ -119,7 +111,8 @@ def write_zones_figure(zones: Mapping[tuple[str, str], dict], datasets: Sequence
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
-    from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
+    from cxr.anatomy.lungs import ZONES
+    from cxr.explain.scores import ABOUGAZIA_2021, has_zone_reference
 
     shown = class_name or class_slug
     series = [(f"{model} / {dataset}", colormaps["tab10"](m % 10), DATASET_HATCHES[d % len(DATASET_HATCHES)],
@@ -130,7 +123,7 @@ def write_zones_figure(zones: Mapping[tuple[str, str], dict], datasets: Sequence
         series.append(("COVID-19 patients with findings\n(Abougazia et al. 2021)", "0.2", "",
                        [ABOUGAZIA_2021.get(zone) for zone in ZONES]))
 
-    figure = _figure(11, 4.2)
+    figure = new_figure(11, 4.2)
     axis = figure.add_axes((0.06, 0.12, 0.68, 0.72))
     width = 0.85 / len(series)
     positions = np.arange(len(ZONES))
@@ -152,7 +145,7 @@ def write_zones_figure(zones: Mapping[tuple[str, str], dict], datasets: Sequence
     axis.set_title(f"Lung zones the CAM involves in test images predicted as {shown}\n{source}", fontsize=9)
     figure.text(0.06, 0.02, "A zone is involved when it holds at least its share of the lung area in map mass; "
                 "images without a lung mask are left out; no bar: no value.", fontsize=7, color=NOTE_COLOR)
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def _class_panel(explained: Explanations, rows: np.ndarray, title: str) -> Figure:
@@ -160,7 +153,7 @@ def _class_panel(explained: Explanations, rows: np.ndarray, title: str) -> Figur
     width = 4 * tile + 5 * margin
     row_height = row_title + tile_title + tile + margin
     height = header + len(rows) * row_height
-    figure = _figure(width, height)
+    figure = new_figure(width, height)
     figure.text(0.5, 1 - 0.1 / height, title, ha="center", va="top", fontsize=9, wrap=True)
     for r, k in enumerate(rows):
         true, predicted = explained.classes[explained.labels[k]], explained.classes[explained.predictions[k]]
@@ -169,21 +162,21 @@ def _class_panel(explained: Explanations, rows: np.ndarray, title: str) -> Figur
         top = header + r * row_height
         figure.text(margin / width, 1 - top / height,
                     f"true {true} · predicted {predicted} {explained.probabilities[k, explained.predictions[k]]:.2f}"
-                    f"   ({_short(explained.names[k], 40)})",
+                    f"   ({short_name(explained.names[k], 40)})",
                     ha="left", va="top", fontsize=8, color=WRONG_COLOR if wrong else "black")
-        axes = [_tile(figure, margin + j * (tile + margin), top + row_title + tile_title, tile, width, height)
+        axes = [square_axes(figure, margin + j * (tile + margin), top + row_title + tile_title, tile, width, height)
                 for j in range(4)]
-        _overlay(axes[0], explained.images[k], None, mask)
+        overlay(axes[0], explained.images[k], None, mask)
         # The row title names both classes: the tile titles only say which map is which.
         axes[0].set_title("image", fontsize=7, pad=2)
-        _overlay(axes[1], explained.images[k], explained.cam[k], mask)
+        overlay(axes[1], explained.images[k], explained.cam[k], mask)
         axes[1].set_title("CAM, predicted", fontsize=7, pad=2)
         if wrong:
-            _overlay(axes[2], explained.images[k], explained.cam_true[k], mask)
+            overlay(axes[2], explained.images[k], explained.cam_true[k], mask)
             axes[2].set_title("CAM, true class", fontsize=7, pad=2)
         else:
-            _note(axes[2], "true class = predicted")
-        _overlay(axes[3], explained.images[k], explained.saliency[k], mask, fade=True)
+            note(axes[2], "true class = predicted")
+        overlay(axes[3], explained.images[k], explained.saliency[k], mask, fade=True)
         axes[3].set_title("saliency, predicted", fontsize=7, pad=2)
     return figure
 
@@ -194,86 +187,14 @@ def write_prediction_figure(path: Path, image: np.ndarray, cam: np.ndarray, sali
     predicted class, with the segmenter's lung outline where there is one."""
     tile, margin, header, tile_title = 1.6, 0.1, 0.3, 0.2
     width, height = 3 * tile + 4 * margin, header + tile_title + tile + margin
-    figure = _figure(width, height)
+    figure = new_figure(width, height)
     figure.text(0.5, 1 - 0.08 / height, title, ha="center", va="top", fontsize=8)
-    axes = [_tile(figure, margin + j * (tile + margin), header + tile_title, tile, width, height) for j in range(3)]
-    _overlay(axes[0], image, None, mask)
+    axes = [square_axes(figure, margin + j * (tile + margin), header + tile_title, tile, width, height) for j in range(3)]
+    overlay(axes[0], image, None, mask)
     axes[0].set_title("model input", fontsize=7, pad=2)
-    _overlay(axes[1], image, cam, mask)
+    overlay(axes[1], image, cam, mask)
     axes[1].set_title(f"{method}, predicted class", fontsize=7, pad=2)
-    _overlay(axes[2], image, saliency, mask, fade=True)
+    overlay(axes[2], image, saliency, mask, fade=True)
     axes[2].set_title("saliency, predicted class", fontsize=7, pad=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save(figure, path)
-
-
-def _figure(width: float, height: float) -> Figure:
-    # A bare Figure needs no GUI backend: the pipeline runs on servers and in CI.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI)
-
-
-def _tile(figure: Figure, left: float, top: float, size: float, width: float, height: float) -> Axes:
-    """A square axes `size` inches wide whose top-left corner is (left, top) inches from the figure's top-left."""
-    axis = figure.add_axes((left / width, 1 - (top + size) / height, size / width, size / height))
-    axis.set_axis_off()
-    return axis
-
-
-def _overlay(axis: Axes, image: np.ndarray, heatmap: np.ndarray | None, mask: np.ndarray | None, *,
-             fade: bool = False) -> None:
-    """The grayscale image, the map over it when given, and the lung outline when the image has a mask.
-
-    `fade` makes the map as transparent as it is low, for saliency: its speckle of small gradients over the
-    whole image would otherwise hide the image under a uniform tint (and bloat the PNG)."""
-    axis.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    if heatmap is not None:
-        if fade:
-            heatmap = _clip_outliers(heatmap)
-        alpha = heatmap * SALIENCY_MAX_ALPHA if fade else HEATMAP_ALPHA
-        axis.imshow(heatmap, cmap=HEATMAP, vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
-    # A mask that is all True or all False has no edge: contour would warn and draw nothing.
-    if mask is not None and mask.any() and not mask.all():
-        axis.contour(mask.astype(np.float32), levels=[0.5], colors=OUTLINE_COLOR, linewidths=0.6)
-
-
-def _clip_outliers(heatmap: np.ndarray) -> np.ndarray:
-    """The map rescaled so its top percent saturates: gradients are heavy-tailed, and scaled to their single
-    largest pixel, all but a few pixels would show as nothing (the usual display of saliency maps)."""
-    top = float(np.percentile(heatmap, SALIENCY_SATURATED))
-    return np.clip(heatmap / top, 0, 1) if top > 0 else heatmap
-
-
-def _note(axis: Axes, text: str) -> None:
-    axis.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, color=NOTE_COLOR, transform=axis.transAxes)
-
-
-def _short(name: object, limit: int) -> str:
-    """An image's file name without its folders, cut to fit a label."""
-    text = Path(str(name)).name
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _save(figure: Figure, path: Path) -> None:
-    """The figure as a 256-colour PNG: heat maps over X-rays hold tens of thousands of colours, and a palette
-    with error diffusion shows them alike at a third of the size (these PNGs are kept in git). PIL writes no
-    time or software stamp, and both steps are deterministic, so the same inputs give the same bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    pixels = np.asarray(canvas.buffer_rgba())[..., :3]
-    rgb = Image.fromarray(pixels)
-    palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT)
-    colours = palette.getpalette()
-    # Median cut averages the white paper with the antialiased text on it into an off-white, and PIL looks
-    # colours up on a coarse grid that would not tell pure white from it: make one entry white, paper to it.
-    white = max(range(len(colours) // 3), key=lambda i: sum(colours[3 * i:3 * i + 3]))
-    colours[3 * white:3 * white + 3] = [255, 255, 255]
-    palette.putpalette(colours)
-    indexed = rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
-    indexed.paste(white, mask=Image.fromarray(np.where((pixels == 255).all(axis=-1), 255, 0).astype(np.uint8)))
-    with atomic_path(path) as tmp:
-        indexed.save(tmp, format="png", dpi=(DPI, DPI))
+    save_png(figure, path)

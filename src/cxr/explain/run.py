@@ -15,9 +15,11 @@ from cxr.explain.layers import choose_target_layer
 from cxr.explain.maps import class_activation_maps, masks_at, road_scores, saliency_maps, shown_pixels
 from cxr.explain.params import ExplainParams
 from cxr.explain.results import Explanations
-from cxr.explain.scores import ZONES, lung_energy_fraction, lung_lift, mean_interval, pointing_hit, zone_involvement, zone_shares
+from cxr.anatomy.lungs import ZONES
+from cxr.explain.scores import lung_energy_fraction, lung_lift, pointing_hit, zone_involvement, zone_shares
 from cxr.io.arrays import SplitArrays
 from cxr.metrics.classification import slug
+from cxr.metrics.intervals import finite_or_none, mean_interval, mean_or_none
 from cxr.models.inference import model_input
 
 
@@ -133,23 +135,13 @@ def explanation_metrics(explained: Explanations, road: np.ndarray, *, resamples:
     metrics = {}
     for key, values in per_image.items():
         mean, low, high = mean_interval(np.array(values, dtype=float), resamples, confidence, seed)
-        metrics |= {key: _finite(mean), f"{key}_ci_low": _finite(low), f"{key}_ci_high": _finite(high)}
+        metrics |= {key: finite_or_none(mean), f"{key}_ci_low": finite_or_none(low), f"{key}_ci_high": finite_or_none(high)}
     for c, name in enumerate(explained.classes):
         members = np.flatnonzero(sample & (explained.predictions == c))
         shares = [zone_shares(explained.cam[i], explained.masks[i]) for i in members]
         involved = [zone_involvement(explained.cam[i], explained.masks[i]) for i in members]
         metrics[f"predicted_{slug(name)}"] = len(members)  # the images the zone shares below are of
         for zone in ZONES:
-            metrics[f"zone_{zone}_{slug(name)}"] = _mean([s[zone] for s in shares])
-            metrics[f"involved_{zone}_{slug(name)}"] = _mean([s[zone] for s in involved])
+            metrics[f"zone_{zone}_{slug(name)}"] = mean_or_none([s[zone] for s in shares])
+            metrics[f"involved_{zone}_{slug(name)}"] = mean_or_none([s[zone] for s in involved])
     return metrics
-
-
-def _mean(values: list[float]) -> float | None:
-    values = [v for v in values if not np.isnan(v)]
-    return _finite(float(np.mean(values))) if values else None
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: a figure with nothing to average over is null."""
-    return None if value is None or not np.isfinite(value) else round(float(value), 6)

@@ -10,9 +10,9 @@ size and in its frame. Known in the literature as:
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-ZONES = ("upper", "middle", "lower", "central", "peripheral")
+from cxr.anatomy.lungs import ZONES, zone_masks
+
 # Share of COVID-19 patients with findings in each zone on chest X-rays: Abougazia et al. 2021, Pulmonary
 # Medicine, doi 10.1155/2021/4496488 (central involvement is not reported as one figure).
 ABOUGAZIA_2021 = {"upper": 0.11, "middle": 0.48, "lower": 0.87, "peripheral": 0.70}
@@ -46,49 +46,6 @@ def pointing_hit(heatmap: np.ndarray, mask: np.ndarray) -> float:
     return float(mask[peak].mean() > 0.5)
 
 
-def lung_sides(mask: np.ndarray) -> list[np.ndarray]:
-    """The mask split into the two lungs, image left first: its two largest connected parts when they lie
-    side by side, else its halves either side of the mask's horizontal centre (lungs drawn as one region)."""
-    labels, count = ndimage.label(mask)
-    if count >= 2:
-        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-        first, second = (np.argsort(sizes)[::-1][:2] + 1).tolist()
-        parts = [labels == first, labels == second]
-        centres = [np.nonzero(part)[1].mean() for part in parts]
-        left, right = parts if centres[0] < centres[1] else parts[::-1]
-        if np.nonzero(left)[1].max() < np.nonzero(right)[1].min():
-            return [left, right]
-    columns = np.nonzero(mask)[1]
-    middle = (columns.min() + columns.max()) / 2
-    column = np.arange(mask.shape[1])[None, :]
-    return [mask & (column < middle), mask & (column >= middle)]
-
-
-def zone_masks(mask: np.ndarray) -> dict[str, np.ndarray]:
-    """The lungs divided as radiologists report findings: upper / middle / lower thirds of each lung's height,
-    and per row, the lateral (peripheral) and medial (central) halves of each lung's width."""
-    zones = {zone: np.zeros_like(mask) for zone in ZONES}
-    row = np.arange(mask.shape[0])[:, None]
-    column = np.arange(mask.shape[1])[None, :]
-    sides = lung_sides(mask)
-    for side, lung in enumerate(sides):
-        if not lung.any():
-            continue
-        rows = np.nonzero(lung.any(axis=1))[0]
-        top, height = rows.min(), rows.max() + 1 - rows.min()
-        third = (row - top) * 3 // height
-        for i, zone in enumerate(("upper", "middle", "lower")):
-            zones[zone] |= lung & (third == i)
-        # Per row: the half of the lung's width away from the midline. Image left lung: its left half.
-        lo = np.where(lung, column, mask.shape[1]).min(axis=1, keepdims=True)
-        hi = np.where(lung, column, -1).max(axis=1, keepdims=True)
-        halfway = (lo + hi) / 2
-        lateral = (column < halfway) if side == 0 else (column > halfway)
-        zones["peripheral"] |= lung & lateral
-        zones["central"] |= lung & ~lateral
-    return zones
-
-
 def zone_shares(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Share of the map's mass in the two lungs per zone (upper + middle + lower = 1, central + peripheral = 1)."""
     # Summed in float64: float32 sums of a uniform map miss the zone's area share by a rounding step, and
@@ -111,22 +68,3 @@ def zone_involvement(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     area = float((zones["central"] | zones["peripheral"]).sum())
     return {zone: float("nan") if np.isnan(shares[zone]) or not region.any() else float(shares[zone] >= region.sum() / area)
             for zone, region in zones.items()}
-
-
-def mean_interval(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap interval of the mean over images; NaNs (maps with no mass) left out.
-
-    With fewer than two values the interval is the mean itself (nothing to resample); with none, all NaN.
-    """
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(values.mean())
-    if len(values) < 2 or np.all(values == values[0]):
-        return mean, mean, mean
-    from scipy.stats import bootstrap
-
-    result = bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence, method="percentile",
-                       rng=np.random.default_rng(seed))
-    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)

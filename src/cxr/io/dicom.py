@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from cxr.io.images import DecodedImage, UnreadableImage, check_size, stretch_to_uint8
+from cxr.io.pixels import DecodedImage, UnreadableImage, check_size, stretch_to_uint8
 
 
 def decode_dicom(data: bytes, max_pixels: int | None = None) -> DecodedImage:

@@ -1,4 +1,4 @@
-"""X-ray and lung-mask files as 8-bit grayscale pixels, and the perceptual hash that finds near-duplicates.
+"""X-ray and lung-mask files as 8-bit grayscale pixels.
 
 Every raw file goes through `decode_image`, from bytes, so a folder and a zip archive read alike:
 PNG (8 and 16 bit), JPEG/JFIF, BMP, TIFF in any colour mode, and DICOM (see cxr.io.dicom).
@@ -10,27 +10,15 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cxr.io.pixels import DecodedImage, UnreadableImage, check_size, stretch_to_uint8
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
-
-
-class UnreadableImage(ValueError):
-    """The file is empty, corrupt, too large or not an image; the message says which."""
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    pixels: np.ndarray  # uint8 (H, W)
-    format: str  # PNG, JPEG, BMP, TIFF, DICOM
-    mode: str  # the file's colour mode: L, I;16, RGB, RGBA, P, MONOCHROME1, ...
-    bits: int  # bits per sample in the file
 
 
 def is_dicom(name: str, data: bytes) -> bool:
@@ -83,12 +71,6 @@ def _decode_pil(data: bytes, max_pixels: int | None) -> DecodedImage:
         raise UnreadableImage(f"corrupt or not an image ({type(err).__name__}: {err})") from None
 
 
-def check_size(width: int, height: int, max_pixels: int | None) -> None:
-    if max_pixels is not None and width * height > max_pixels:
-        raise UnreadableImage(f"too large: {width}x{height} px is more than the limit of {max_pixels} pixels "
-                              f"(a decompression bomb? for a real X-ray in a pipeline source, raise index.max_image_pixels)")
-
-
 @contextmanager
 def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
     """Our limit instead of PIL's global one (which refuses at open with no file name or size), while reading."""
@@ -100,14 +82,6 @@ def _pil_pixel_limit(max_pixels: int | None) -> Iterator[None]:
         yield
     finally:
         Image.MAX_IMAGE_PIXELS = saved
-
-
-def stretch_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """16-bit and float X-rays to 8 bits: percentiles, so a few burned-in or dead pixels do not squash the range."""
-    pixels = np.asarray(pixels, dtype=np.float64)
-    low, high = np.percentile(pixels, [0.5, 99.5])
-    scaled = np.clip((pixels - low) / (high - low), 0, 1) * 255 if high > low else np.zeros_like(pixels)
-    return np.round(scaled).astype(np.uint8)
 
 
 def to_uint8(image: Image.Image) -> np.ndarray:
@@ -143,17 +117,3 @@ def nonblack_mask(pixels: np.ndarray, threshold: int = 8) -> np.ndarray:
     sizes = np.bincount(labels.ravel())[1:]
     keep = np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1  # specks of noise are not lungs
     return ndimage.binary_fill_holes(np.isin(labels, keep))
-
-
-def difference_hash(image: np.ndarray) -> np.ndarray:
-    """256-bit dHash (16x16 gradient signs) packed into four uint64 words.
-
-    64-bit hashes cannot tell chest X-rays apart: they all share one layout.
-    """
-    bits = imagehash.dhash(Image.fromarray(image), hash_size=16).hash.ravel()
-    return np.packbits(bits).view(np.uint64)
-
-
-def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Differing bits between packed hashes; broadcasts over leading axes."""
-    return np.bitwise_count(a ^ b).sum(axis=-1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr.io.files import atomic_dir, atomic_path, write_json
+from cxr.metrics.intervals import bootstrap_interval
 
 # scikit-learn and scipy.stats are imported inside the functions that use them: they cost a second of
 # start-up, and the stages that import this module for one light function (train, report) never need them.
@@ -32,18 +33,6 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
         if members.any():
             error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(error)
-
-
-def bootstrap_interval(labels: np.ndarray, predictions: np.ndarray, statistic: Callable[..., np.ndarray | float],
-                       resamples: int, confidence: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval over test images (labels and predictions resampled together). A `statistic`
-    with an `axis` argument is given every resample at once (scipy's vectorized form), others one at a time; the
-    resamples are the same either way."""
-    from scipy.stats import bootstrap
-
-    result = bootstrap((labels, predictions), statistic, paired=True, n_resamples=resamples,
-                       confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def accuracy_statistic(labels: np.ndarray, predictions: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from cxr.data.views import MASKED_VIEWS, make_view
-from cxr.io.images import UnreadableImage, decode_image
+from cxr.io.images import decode_image
+from cxr.io.pixels import UnreadableImage
 from cxr.models.checkpoints import (
     PREDICT_META,
     CheckpointError,

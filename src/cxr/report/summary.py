@@ -11,7 +11,8 @@ import numpy as np
 from matplotlib.figure import Figure  # a bare Figure needs no GUI backend: the pipeline runs on servers and in CI
 
 from cxr.explain.results import Explanations
-from cxr.explain.scores import ABOUGAZIA_2021, ZONES, has_zone_reference
+from cxr.anatomy.lungs import ZONES
+from cxr.explain.scores import ABOUGAZIA_2021, has_zone_reference
 from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
 from cxr.paths import (

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cxr.explain.run import _finite, _mean
-from cxr.explain.scores import ZONES, mean_interval
+from cxr.anatomy.lungs import ZONES
+from cxr.metrics.intervals import finite_or_none, mean_interval, mean_or_none
 from cxr.io.arrays import SplitArrays
 from cxr.metrics.classification import classification_metrics, slug
 from cxr.segment.labels import lung_components
@@ -55,15 +55,15 @@ def segmentation_metrics(test: SplitArrays, found: list[LungInstances], records:
                                              "images_with_truth": sum(r["has_truth"] for r in records)}
 
     def mean(key: str, rows: list[dict]) -> float | None:
-        return _mean([float(r[key]) for r in rows])
+        return mean_or_none([float(r[key]) for r in rows])
 
     for key in ("dice", "iou"):
         value, low, high = mean_interval(np.array([r[key] for r in records], dtype=float), resamples, level, seed)
-        metrics.update({key: _finite(value), f"{key}_ci_low": _finite(low), f"{key}_ci_high": _finite(high)})
+        metrics.update({key: finite_or_none(value), f"{key}_ci_low": finite_or_none(low), f"{key}_ci_high": finite_or_none(high)})
     metrics.update(_mask_ap(test, found, labels, label_mode, np.ones(len(labels), dtype=bool)))
     for failure in FAILURES:
         metrics[failure] = int(sum(r[failure] for r in records))
-    metrics["two_lungs"] = _finite(float(np.mean([r["components"] == 2 for r in records]))) if records else None
+    metrics["two_lungs"] = finite_or_none(float(np.mean([r["components"] == 2 for r in records]))) if records else None
     for key in ("plausible", "side_ratio", "area_fraction"):
         metrics[key] = mean(key, records)
     for index, name in enumerate(classes):
@@ -75,7 +75,7 @@ def segmentation_metrics(test: SplitArrays, found: list[LungInstances], records:
         metrics[f"mask_map50_{key}"], metrics[f"mask_map50_95_{key}"] = subset["mask_map50"], subset["mask_map50_95"]
         recalls = [zone_recall(f.lung_mask, np.asarray(test.masks[i])) for i, f in enumerate(found) if labels[i] == index]
         for zone in ZONES:
-            metrics[f"zone_recall_{zone}_{key}"] = _mean([r[zone] for r in recalls if r])
+            metrics[f"zone_recall_{zone}_{key}"] = mean_or_none([r[zone] for r in recalls if r])
     if label_mode == "diagnosis":
         probabilities = np.stack([diagnosis_probabilities(f, len(classes)) for f in found])
         diagnosis = classification_metrics(labels, probabilities, classes, calibration_bins=calibration_bins,
@@ -101,7 +101,7 @@ def _mask_ap(test: SplitArrays, found: list[LungInstances], labels: np.ndarray, 
         classes.append(instances.classes)
         truth_classes.append(classes_of_truth)
     ap = mask_average_precision(matches, confidences, classes, truth_classes)
-    return {"mask_map50": _finite(ap["map50"]), "mask_map50_95": _finite(ap["map50_95"])}
+    return {"mask_map50": finite_or_none(ap["map50"]), "mask_map50_95": finite_or_none(ap["map50_95"])}
 
 
 def write_records(path, records: list[dict]) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr.explain.figures import _figure, _note, _overlay, _save, _short, _tile
-from cxr.explain.scores import ZONES
+from cxr.figures.tiles import new_figure, note, overlay, save_png, short_name, square_axes
+from cxr.anatomy.lungs import ZONES
 from cxr.metrics.classification import slug
 
 COLUMNS = ("image, true outline", "predicted lungs", "mask confidence", "uncertainty (entropy)", "Grad-CAM, lungs found")
@@ -21,7 +21,7 @@ def write_gallery(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, 
     tile, margin, header, row_title = 1.2, 0.08, 0.55, 0.2
     width = len(COLUMNS) * tile + (len(COLUMNS) + 1) * margin
     height = header + max(len(images), 1) * (tile + row_title + margin)
-    figure = _figure(width, height)
+    figure = new_figure(width, height)
     figure.text(0.5, 1 - 0.12 / height, title, ha="center", va="top", fontsize=8)
     for column, name in enumerate(COLUMNS):
         figure.text((margin + column * (tile + margin) + tile / 2) / width, 1 - (header - 0.05) / height, name,
@@ -34,17 +34,17 @@ def write_gallery(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, 
         outline = truth[row] if truth[row].any() else None
         maps = (None, predicted[row].astype(np.float32), confidence[row], uncertainty[row], attention[row])
         for column, heatmap in enumerate(maps):
-            axis = _tile(figure, margin + column * (tile + margin), top + row_title, tile, width, height)
-            _overlay(axis, images[row], heatmap, outline)
+            axis = square_axes(figure, margin + column * (tile + margin), top + row_title, tile, width, height)
+            overlay(axis, images[row], heatmap, outline)
             if column == 1 and not predicted[row].any():
-                _note(axis, "nothing segmented")
-    _save(figure, path)
+                note(axis, "nothing segmented")
+    save_png(figure, path)
 
 
 def gallery_caption(name: str, label: str, record: dict) -> str:
     dice = "no true mask" if np.isnan(record["dice"]) else f"Dice {record['dice']:.3f}"
     flags = [flag.replace("_", " ") for flag in ("empty", "more_than_two", "touches_border") if record[flag]]
-    return f"{_short(name, 34)} ({label}): {dice}, {int(record['components'])} lung(s)" + (f"; {', '.join(flags)}" if flags else "")
+    return f"{short_name(name, 34)} ({label}): {dice}, {int(record['components'])} lung(s)" + (f"; {', '.join(flags)}" if flags else "")
 
 
 def write_zone_figure(evaluation: dict, interpretation: dict, classes: Sequence[str], title: str, path: Path) -> None:
@@ -52,7 +52,7 @@ def write_zone_figure(evaluation: dict, interpretation: dict, classes: Sequence[
     mass inside the lungs that falls in the zone (right); a uniform map gives each zone its area share."""
     from matplotlib import colormaps
 
-    figure = _figure(10, 3.6)
+    figure = new_figure(10, 3.6)
     recalls = [v for k, v in evaluation.items() if k.startswith("zone_recall_") and v is not None]
     # Recall sits near 1: a zoomed axis shows the zones apart, but never hides a bar.
     panels = (("zone_recall", evaluation, "share of the true zone segmented", (min([0.8, *recalls]) - 0.02, 1.0)),
@@ -75,4 +75,4 @@ def write_zone_figure(evaluation: dict, interpretation: dict, classes: Sequence[
     figure.text(0.5, 0.97, title, ha="center", va="top", fontsize=9)
     figure.text(0.07, 0.02, "Upper / middle / lower thirds of each lung's height; central / peripheral halves of its width "
                 "per row (as in the classifier explanations).", fontsize=7, color="0.35")
-    _save(figure, path)
+    save_png(figure, path)

@@ -20,8 +20,9 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from cxr.explain.run import _finite, _mean
-from cxr.explain.scores import ZONES, lung_energy_fraction, lung_lift, mean_interval, zone_shares
+from cxr.anatomy.lungs import ZONES
+from cxr.explain.scores import lung_energy_fraction, lung_lift, zone_shares
+from cxr.metrics.intervals import finite_or_none, mean_interval, mean_or_none
 from cxr.metrics.classification import slug
 from cxr.segment.predict import LungInstances, network_input, raw_outputs
 
@@ -122,10 +123,10 @@ def interpretation_metrics(attention: np.ndarray, uncertainty: np.ndarray, masks
     }
     for key, values in per_image.items():
         value, low, high = mean_interval(np.array(values, dtype=float), resamples, confidence, seed)
-        metrics.update({key: _finite(value), f"{key}_ci_low": _finite(low), f"{key}_ci_high": _finite(high)})
+        metrics.update({key: finite_or_none(value), f"{key}_ci_low": finite_or_none(low), f"{key}_ci_high": finite_or_none(high)})
     for index, name in enumerate(classes):
         chosen = [k for k in range(len(labels)) if labels[k] == index and reference[k].any()]
         shares = [zone_shares(attention[k], reference[k]) for k in chosen]
         for zone in ZONES:
-            metrics[f"attention_zone_{zone}_{slug(name)}"] = _mean([s[zone] for s in shares])
+            metrics[f"attention_zone_{zone}_{slug(name)}"] = mean_or_none([s[zone] for s in shares])
     return metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxr.explain.scores import lung_sides
+from cxr.anatomy.lungs import lung_sides
 from cxr.segment.labels import lung_components
 
 # Anatomical plausibility of a predicted lung mask. The lungs view crops to the lungs (they fill about half
@@ -84,7 +84,7 @@ def implausible_reasons(checks: dict[str, float], view: str) -> list[str]:
 def zone_recall(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Per lung zone of the ground truth (cxr.explain.scores.zone_masks), the share of its pixels segmented:
     where the segmenter misses lung (e.g. dense lower-zone opacities in COVID-19). NaN for an empty zone."""
-    from cxr.explain.scores import zone_masks
+    from cxr.anatomy.lungs import zone_masks
 
     if not truth.any():
         return {}

@@ -28,7 +28,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from cxr.io.files import atomic_dir
-from cxr.io.images import difference_hash, hash_distance
+from cxr.io.pixels import difference_hash, hash_distance
 from cxr.synthetic.params import overlapping_folders
 
 CLASSES = ("COVID-19", "Pneumonia", "Normal")

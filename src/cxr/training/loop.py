@@ -26,18 +26,26 @@ from cxr.training.determinism import reproducible
 from cxr.training.order import EpochOrders
 from cxr.training.params import TrainParams
 from cxr.training.processes import SINGLE, Processes
+from cxr.training.resume import load_point, random_states, remove_point, restore_random_states, save_point
 
 
 def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: list[str], model_params: ModelParams,
                      train_params: TrainParams, device: torch.device, checkpoint: Path, log_dir: Path,
-                     meta: dict, desc: str = "training", processes: Processes = SINGLE) -> dict:
+                     meta: dict, desc: str = "training", processes: Processes = SINGLE,
+                     resume: tuple[Path, str] | None = None) -> dict:
     """Trains, then writes the best epoch's checkpoint and the per-epoch dvclive log; returns the checkpoint meta.
 
     The log is written to a temporary folder that replaces the old one only together with the new
     checkpoint, so a killed run leaves the previous log and checkpoint as they were, still matching.
     Under torchrun (`processes`), each process trains on its shard of every batch and only the first
     validates, logs and writes.
+
+    `resume` (a file and the run's key, cxr.training.resume.run_key; one process only): the state is saved
+    there after every epoch, a killed run goes on from its last completed epoch, and the file is deleted
+    with the checkpoint written.
     """
+    if resume is not None and processes.world > 1:
+        raise ValueError("resuming is for a single process: under torchrun each process would need its own point")
 
     with reproducible(train_params.seed, device):
         check_every_class_present(train_split, classes)
@@ -66,9 +74,24 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
         scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
 
         best = {"macro_f1": -1.0, "loss": float("inf"), "epoch": -1, "state": None}
+        generators = {"orders": orders.generator, "augment": augment_rng}
+        logged: list[dict[str, float]] = []
+        point = load_point(*resume) if resume is not None else None
+        if point is not None:
+            model.load_state_dict(point["model"])
+            optimizer.load_state_dict(point["optimizer"])
+            scheduler.load_state_dict(point["scheduler"])
+            scaler.load_state_dict(point["scaler"])
+            restore_random_states(point["random"], generators, device)
+            best, logged = point["best"], point["logged"]
+            print(f"{desc}: resuming after epoch {len(logged)} of {train_params.epochs} ({resume[0]})", flush=True)
         with atomic_dir(log_dir) if processes.writes else contextlib.nullcontext() as log_tmp:
             with epoch_log(log_tmp) if processes.writes else contextlib.nullcontext() as live:
-                for epoch in range(train_params.epochs):
+                for values in logged:  # the completed epochs' lines, as they were logged
+                    for name, value in values.items():
+                        live.log_metric(name, value)
+                    live.next_step()
+                for epoch in range(len(logged), train_params.epochs):
                     batches = train_batches.in_order(orders.next_epoch())
                     train_loss = train_one_epoch(trained, batches, to_input, criterion, optimizer, scheduler, scaler,
                                                  precision, device, f"{desc} epoch {epoch + 1}/{train_params.epochs}",
@@ -78,18 +101,23 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
                         continue  # the first process validates and keeps the best epoch; the others go on training
                     probabilities = predict_probabilities(model, val_batches, model_params.image_size, mean, std, device)
                     scores = validation_scores(val_split.labels, probabilities, len(classes))
-                    live.log_metric("train/loss", train_loss)
-                    live.log_metric("val/loss", scores["loss"])
-                    live.log_metric("val/accuracy", scores["accuracy"])
-                    live.log_metric("val/macro_f1", scores["macro_f1"])
-                    live.log_metric("lr", scheduler.get_last_lr()[0])
+                    values = {"train/loss": train_loss, "val/loss": scores["loss"], "val/accuracy": scores["accuracy"],
+                              "val/macro_f1": scores["macro_f1"], "lr": scheduler.get_last_lr()[0]}
+                    for name, value in values.items():
+                        live.log_metric(name, value)
                     live.next_step()
+                    logged.append(values)
                     print(f"{desc} epoch {epoch + 1}: train loss {train_loss:.4f}, "
                           f"val loss {scores['loss']:.4f}, val macro-F1 {scores['macro_f1']:.4f}", flush=True)
                     if scores["macro_f1"] > best["macro_f1"] or (scores["macro_f1"] == best["macro_f1"]
                                                                  and scores["loss"] < best["loss"]):
                         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                         best = {"macro_f1": scores["macro_f1"], "loss": scores["loss"], "epoch": epoch + 1, "state": state}
+                    if resume is not None and epoch + 1 < train_params.epochs:
+                        save_point(resume[0], resume[1], {
+                            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "best": best,
+                            "logged": logged, "random": random_states(generators, device)})
                 if processes.writes:
                     live.summary["best"] = {"epoch": best["epoch"], "val_macro_f1": best["macro_f1"]}
             if not processes.writes:
@@ -111,6 +139,8 @@ def train_classifier(train_split: SplitArrays, val_split: SplitArrays, classes: 
                 "processes": processes.world,
             }
             save_checkpoint(checkpoint, model, meta)
+        if resume is not None:
+            remove_point(resume[0])
         return meta
 
 

@@ -1,0 +1,1 @@
+"""Chest anatomy on lung masks: what the explanations, the segmenter and the lung views all divide alike."""

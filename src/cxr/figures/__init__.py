@@ -1,0 +1,1 @@
+"""Figure building blocks shared by the explanations, the segmenter and the report."""

@@ -11,13 +11,12 @@ figures' data of `dvc plots`.
 
 from __future__ import annotations
 
-import json
-
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import file_md5, write_json
-from cxr.metrics.classification import classification_metrics, write_evaluation, write_plot_data
+from cxr.io.view_spec import ViewSpec
+from cxr.metrics.classification import classification_metrics, metrics_line, write_evaluation, write_plot_data
 from cxr.metrics.params import EvaluateParams
-from cxr.models.checkpoints import CheckpointError, load_checkpoint
+from cxr.models.checkpoints import CheckpointError, load_classifier
 from cxr.models.inference import SplitBatches, predict_probabilities
 from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
 from cxr.paths import (checkpoint_record_file, confusion_file, evaluation_plots_dir, metrics_file, model_file, predictions_file, roc_dir,
@@ -39,19 +38,13 @@ def main(argv: list[str] | None = None) -> None:
     evaluate: EvaluateParams = params["evaluate"]
     device = resolve_device(params["device"])
     test = SplitArrays.load(split_dir(tested_on, "test"))
-    preprocessing = json.loads(view_file(tested_on).read_text())
+    view = ViewSpec.read(view_file(tested_on))
 
     scored = {}
     for model_name in models:
-        # A checkpoint made for another architecture, dataset, class list or preprocessing would be scored
-        # silently against this test split and overwrite this model's metrics. A dataset tested across must
-        # have been prepared the same way (view, size, margin) as the one the model learnt from.
-        expect = {"model": model_name, "dataset": args.dataset, "classes": params["classes"],
-                  "preprocessing": preprocessing}
-        if not args.models_of:
-            expect["arch"] = params[f"model.{model_name}.arch"]
         try:
-            model, meta = load_checkpoint(model_file(args.dataset, model_name), device, expect)
+            model, meta = load_classifier(args.dataset, model_name, device, classes=params["classes"], view=view,
+                                          arch=None if args.models_of else params[f"model.{model_name}.arch"])
         except CheckpointError as err:
             raise SystemExit(f"error: {err}") from None
 
@@ -72,11 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                    {"checkpoint": checkpoint.as_posix(), "md5": file_md5(checkpoint)})
         scored[model_name] = (test.labels, probabilities)
 
-        auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")
         run = f"{model_name}/{args.dataset}" + (f" on {tested_on}" if tested_on != args.dataset else "")
-        print(f"{run}: accuracy {metrics['accuracy']:.3f} "
-              f"[{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], "
-              f"macro-F1 {metrics['macro_f1']:.3f}, AUC {auc}, ECE {metrics['ece']:.3f}")
+        print(f"{run}: {metrics_line(metrics)}")
 
     write_plot_data(evaluation_plots_dir(args.dataset, tested_on), scored, params["classes"])
 

@@ -9,16 +9,15 @@ faithfulness, lung-zone distribution, with bootstrap intervals), the maps (maps.
 
 from __future__ import annotations
 
-import json
-
 from cxr.explain.figures import write_class_panels
 from cxr.explain.params import ExplainParams
 from cxr.explain.run import explain_split, read_predictions
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import atomic_dir, write_json
-from cxr.models.checkpoints import CheckpointError, load_checkpoint
+from cxr.io.view_spec import ViewSpec
+from cxr.models.checkpoints import CheckpointError, load_classifier
 from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
-from cxr.paths import explain_dir, explain_metrics_file, model_file, predictions_file, split_dir, view_file
+from cxr.paths import explain_dir, explain_metrics_file, predictions_file, split_dir, view_file
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,10 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     explain: ExplainParams = params["explain"]
 
     device = resolve_device(params["device"])
-    expect = {"model": args.model, "arch": params[arch_key], "dataset": args.dataset, "classes": params["classes"],
-              "preprocessing": json.loads(view_file(args.dataset).read_text())}
     try:
-        model, meta = load_checkpoint(model_file(args.dataset, args.model), device, expect)
+        model, meta = load_classifier(args.dataset, args.model, device, classes=params["classes"],
+                                      view=ViewSpec.read(view_file(args.dataset)), arch=params[arch_key])
     except CheckpointError as err:
         raise SystemExit(f"error: {err}") from None
 

@@ -7,12 +7,11 @@ Writes metrics/segment/evaluate/<dataset>.json and the per-image reports/segment
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
+from cxr.io.view_spec import ViewSpec
 from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
 from cxr.paths import SEGMENTER_FILE, segment_metrics_file, segment_predictions_file, split_dir, view_file
 from cxr.segment.evaluate import image_record, segmentation_metrics, write_records
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     except SegmenterError as err:
         raise SystemExit(f"error: {err}") from None
     test = SplitArrays.load(split_dir(args.dataset, "test"))
-    view = json.loads(view_file(args.dataset).read_text())["view"]
+    view = ViewSpec.read(view_file(args.dataset)).view
     found = list(segment_lungs(net, test.images, summary["image_size"], params["segment.confidence"],
                                len(summary["names"]), device))
     records = [image_record(str(name), classes[label], lungs, np.asarray(mask), view, classes, summary["label_mode"])

@@ -9,11 +9,11 @@ Writes the checkpoint models/<dataset>/<model>.pt and the dvclive log reports/tr
 
 from __future__ import annotations
 
-import json
 import sys
 
 from cxr.io.arrays import SplitArrays
 from cxr.io.log import EpochLogError
+from cxr.io.view_spec import ViewSpec
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError
 from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     train_split = SplitArrays.load(split_dir(args.dataset, "train"))
     val_split = SplitArrays.load(split_dir(args.dataset, "val"))
     # How raw X-rays became this model's inputs, so prediction can redo it with cxr.data.views.make_view.
-    meta = {"model": args.model, "dataset": args.dataset, "preprocessing": json.loads(view_file(args.dataset).read_text())}
+    meta = {"model": args.model, "dataset": args.dataset, "preprocessing": ViewSpec.read(view_file(args.dataset)).as_dict()}
     # A single process killed mid-run (or its `dvc repro`) goes on from its last completed epoch when rerun.
     resume = None
     if processes.world == 1:

@@ -168,6 +168,15 @@ def test_package_roots_that_are_no_dependency_hold_no_code(package):
     assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)
 
 
+def test_each_stage_reads_top_to_bottom_in_one_screen():
+    """A stage is its arguments, its params slice, library calls and outputs: its main stays about 40 lines
+    (at most 50); the work is in the library."""
+    lengths = {path.name: node.end_lineno - node.lineno + 1 for path in sorted((REPO / "stages").glob("*.py"))
+               for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main"}
+    assert len(lengths) == len(list((REPO / "stages").glob("*.py")))
+    assert {name: length for name, length in lengths.items() if length > 50} == {}
+
+
 def test_stages_folder_holds_only_entry_points():
     assert sorted(p.name for p in (REPO / "stages").iterdir() if p.name != "__pycache__") == \
         sorted({f"{ENTRY_POINTS.get(name, name)}.py" for name in DVC_YAML["stages"]})

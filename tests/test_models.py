@@ -13,15 +13,10 @@ from torch import nn
 
 from cxr.models.checkpoints import load_checkpoint, save_checkpoint
 from cxr.models.inference import model_input, to_device_format
-from cxr.models.registry import (
-    INCEPTION_AUX_MIN_SIZE,
-    STUDY_ARCHS,
-    WeightsError,
-    build_model,
-    min_input_size,
-    pretrained_normalization,
-)
+from cxr.models.registry import STUDY_ARCHS, WeightsError, arch_spec, build_model, min_input_size, pretrained_normalization
 from cxr.training.loop import classification_loss
+
+INCEPTION_AUX_MIN_SIZE = arch_spec("inception_v3").aux_min_input_size
 
 
 def files_under(folder: Path) -> list[Path]:

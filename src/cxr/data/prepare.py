@@ -22,6 +22,7 @@ from cxr.data.views import MASKED_VIEWS, make_view
 from cxr.io.arrays import SplitWriter
 from cxr.io.files import atomic_dir, write_json
 from cxr.io.images import decode_image
+from cxr.io.view_spec import ViewSpec
 from cxr.io.sources import RawSource
 from cxr.paths import SPLITS, prepared_dir, split_dir, view_file, view_report_file
 
@@ -57,12 +58,13 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
         raise ViewError(f"the {', '.join(empty)} split of dataset {name!r} would be empty ({report['images_kept']} usable "
                         f"images in source {dataset.source!r}); add images, or check the source's data report")
 
-    view = {"view": dataset.view, "image_size": prepare.image_size, "lung_margin": prepare.lung_margin}
+    spec = ViewSpec(dataset.view, prepare.image_size, prepare.lung_margin)
+    view = spec.as_dict()
     source = RawSource(description["path"], root=description["root"])
     if masker is not None:
         workers = 1  # the segmenter lives in this process
     with atomic_dir(prepared_dir(name)) as out:
-        write_json(out / view_file(name).name, view)
+        spec.write(out / view_file(name).name)
         for split in SPLITS:
             split_rows = chosen[split]
             size = prepare.image_size

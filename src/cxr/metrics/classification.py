@@ -102,6 +102,13 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, classe
     return metrics
 
 
+def metrics_line(metrics: dict) -> str:
+    """The headline of classification_metrics in one line, as a stage prints it."""
+    auc = "n/a" if metrics["roc_auc_macro"] is None else format(metrics["roc_auc_macro"], ".3f")
+    return (f"accuracy {metrics['accuracy']:.3f} [{metrics['accuracy_ci_low']:.3f}, {metrics['accuracy_ci_high']:.3f}], "
+            f"macro-F1 {metrics['macro_f1']:.3f}, AUC {auc}, ECE {metrics['ece']:.3f}")
+
+
 def validation_scores(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> dict[str, float]:
     """Loss, accuracy and macro-F1 of one validation pass, by the same definitions as the test metrics."""
     from sklearn.metrics import f1_score, log_loss

@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from cxr.io.files import atomic_path
+from cxr.io.view_spec import ViewSpec
 from cxr.io.weights import WeightsFileError, load_tensors
 from cxr.models.inference import to_device_format
 from cxr.models.registry import build_model
+from cxr.paths import model_file
 
 CHECKPOINT_FORMAT = 1
 
@@ -80,3 +82,15 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", expect: dict
     if any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers())):
         raise CheckpointError(f"{path} leaves part of its architecture without weights; {retrain}")
     return to_device_format(model, torch.device(device)).eval(), meta
+
+
+def load_classifier(dataset: str, model: str, device: torch.device | str, *, classes: list[str], view: ViewSpec,
+                    arch: str | None = None) -> tuple[nn.Module, dict]:
+    """The checkpoint of `model` trained on `dataset`, refused (CheckpointError) unless it was made for that model
+    and dataset, these classes and this view (and `arch`, when given): a checkpoint made for another architecture,
+    class list or preprocessing would be scored silently and overwrite this model's results. `view` is the
+    prepared test set's: a dataset tested across must have been prepared as the one the model learnt from."""
+    expect = {"model": model, "dataset": dataset, "classes": classes, "preprocessing": view.as_dict()}
+    if arch is not None:
+        expect["arch"] = arch
+    return load_checkpoint(model_file(dataset, model), device, expect)

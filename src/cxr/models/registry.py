@@ -8,6 +8,7 @@ the same three ways to its weights: none, imagenet (the library's own download) 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,19 +19,49 @@ from cxr.io.weights import WeightsFileError, load_tensors
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# torchvision's InceptionV3 weights were trained on inputs scaled to [-1, 1].
-INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
 
 # The study's four architectures; any other torchvision or timm classifier works too.
 STUDY_ARCHS = ("resnet18", "resnet34", "densenet161", "inception_v3")
 TIMM_PREFIX = "timm/"
-# Smallest input: InceptionV3's stem and grid reductions need 75 px; the others downsample 32x.
-_MIN_INPUT_SIZE = {"inception_v3": 75}
-DEFAULT_MIN_INPUT_SIZE = 32
-# InceptionV3's auxiliary classifier pools a 17x17 grid that only exists from 299 px input up.
-INCEPTION_AUX_MIN_SIZE = 299
 
 _OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What the code must know of an architecture beyond its constructor (timm's pretrained_cfg idea): the
+    smallest input it runs on, the normalization its ImageNet weights were trained with, and its auxiliary
+    classifier, if any (its head's key prefix and the smallest input its pooled grid exists at)."""
+
+    min_input_size: int = 32  # the usual 32x downsampling
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    aux_head: str | None = None  # state-dict prefix of the auxiliary classifier
+    aux_min_input_size: int | None = None
+
+
+ARCH_SPECS = {
+    # The stem and grid reductions need 75 px; torchvision's weights were trained on inputs scaled to [-1, 1];
+    # the auxiliary classifier pools a 17x17 grid that only exists from 299 px input up.
+    "inception_v3": ArchSpec(min_input_size=75, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), aux_head="AuxLogits",
+                             aux_min_input_size=299),
+    # GoogLeNet's weights too: torchvision rescales ImageNet-normalized inputs inside it (transform_input).
+    "googlenet": ArchSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+}
+DEFAULT_SPEC = ArchSpec()
+
+
+def arch_spec(arch: str) -> ArchSpec:
+    """The spec of a torchvision architecture (the table's entry, else the usual one), or a timm model's from its
+    pretrained config."""
+    if is_timm(arch):
+        import timm
+
+        config = timm.get_pretrained_cfg(arch.removeprefix(TIMM_PREFIX))
+        if config is None:
+            return DEFAULT_SPEC
+        return ArchSpec(mean=tuple(float(v) for v in config.mean), std=tuple(float(v) for v in config.std))
+    return ARCH_SPECS.get(arch, DEFAULT_SPEC)
 
 
 class WeightsError(RuntimeError):
@@ -54,11 +85,12 @@ def check_arch(arch: str) -> None:
 
 
 def min_input_size(arch: str) -> int:
-    return _MIN_INPUT_SIZE.get(arch, DEFAULT_MIN_INPUT_SIZE)
+    return arch_spec(arch).min_input_size
 
 
 def uses_aux_head(arch: str, image_size: int) -> bool:
-    return arch == "inception_v3" and image_size >= INCEPTION_AUX_MIN_SIZE
+    spec = arch_spec(arch)
+    return spec.aux_head is not None and image_size >= spec.aux_min_input_size
 
 
 def build_model(arch: str, num_classes: int, image_size: int, weights: str = "none") -> nn.Module:
@@ -70,34 +102,31 @@ def build_model(arch: str, num_classes: int, image_size: int, weights: str = "no
     """
     if is_timm(arch):
         return _timm_model(arch.removeprefix(TIMM_PREFIX), num_classes, weights)
-    aux = uses_aux_head(arch, image_size)
+    spec, aux = arch_spec(arch), uses_aux_head(arch, image_size)
     if weights == "imagenet":
         model = _torchvision_imagenet_model(arch)
         _replace_torchvision_head(model, arch, num_classes)
-        if arch == "inception_v3":
-            # torchvision would re-normalise inside the model; model_input already feeds what the
-            # weights expect (pretrained_normalization), and a rebuilt checkpoint has no such flag.
+        if hasattr(model, "transform_input"):
+            # torchvision would re-normalise inside the model (InceptionV3, GoogLeNet); model_input already feeds
+            # what the weights expect (their spec's normalization), and a rebuilt checkpoint has no such flag.
             model.transform_input = False
     else:
-        extra = {"aux_logits": aux, "init_weights": True} if arch == "inception_v3" else {}
+        # torchvision's InceptionV3 warns unless told how to initialise, and builds its aux head unless told not to.
+        extra = {"aux_logits": aux, "init_weights": True} if spec.aux_head else {}
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **extra)
         if weights != "none":
-            load_weights_file(model, Path(weights), _TORCHVISION_HEADS)
-    if arch == "inception_v3" and not aux:
-        # torchvision forces the aux head on with ImageNet weights; below 299 px it cannot run.
-        model.aux_logits, model.AuxLogits = False, None
+            load_weights_file(model, Path(weights), _head_prefixes(spec))
+    if spec.aux_head and not aux:
+        # torchvision forces the aux head on with ImageNet weights; below its smallest input it cannot run.
+        model.aux_logits = False
+        setattr(model, spec.aux_head, None)
     return model
 
 
 def pretrained_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Input mean and std that the library's ImageNet weights of `arch` were trained with."""
-    if is_timm(arch):
-        import timm
-
-        config = timm.get_pretrained_cfg(arch.removeprefix(TIMM_PREFIX))
-        mean, std = (config.mean, config.std) if config is not None else (IMAGENET_MEAN, IMAGENET_STD)
-        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    return (INCEPTION_MEAN, INCEPTION_STD) if arch == "inception_v3" else (IMAGENET_MEAN, IMAGENET_STD)
+    spec = arch_spec(arch)
+    return spec.mean, spec.std
 
 
 def _offline_error(arch: str, url: str, cache_hint: str, err: Exception) -> WeightsError:
@@ -153,16 +182,24 @@ def _timm_offline_error(name: str, err: Exception) -> WeightsError:
 def _replace_torchvision_head(model: nn.Module, arch: str, num_classes: int) -> None:
     if hasattr(model, "fc") and isinstance(model.fc, nn.Linear):
         model.fc = nn.Linear(model.fc.in_features, num_classes)
-        if arch == "inception_v3" and model.AuxLogits is not None:
-            model.AuxLogits.fc = nn.Linear(model.AuxLogits.fc.in_features, num_classes)
     elif hasattr(model, "classifier") and isinstance(model.classifier, nn.Linear):
         model.classifier = nn.Linear(model.classifier.in_features, num_classes)
     else:
         raise WeightsError(f"no head replacement known for {arch}: use weights none or a file of this architecture")
+    aux_head = arch_spec(arch).aux_head
+    if aux_head and getattr(model, aux_head, None) is not None:
+        auxiliary = getattr(model, aux_head)
+        auxiliary.fc = nn.Linear(auxiliary.fc.in_features, num_classes)
 
 
 # Key prefixes of torchvision heads, which a weights file with another number of classes may not fit.
-_TORCHVISION_HEADS = ("fc.", "classifier.", "AuxLogits.fc.")
+TORCHVISION_HEADS = ("fc.", "classifier.")
+
+
+def _head_prefixes(spec: ArchSpec) -> tuple[str, ...]:
+    """The heads a weights file may not fit, and the auxiliary classifier it may not have at all (a model
+    trained below the aux head's smallest input has none)."""
+    return TORCHVISION_HEADS + ((f"{spec.aux_head}.",) if spec.aux_head else ())
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -188,14 +225,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights_file(model: nn.Module, path: Path, head_prefixes: tuple[str, ...]) -> None:
-    """Loads every matching tensor; only the classification heads may differ (e.g. 1000 ImageNet classes)."""
+    """Loads every matching tensor; only the classification heads (key prefixes) may differ or be missing
+    (e.g. 1000 ImageNet classes)."""
     state = read_state_dict(path)
     # torchvision's DenseNet files use old key names ("norm.1") that its own loader renames ("norm1").
     state = {_OLD_DENSENET_KEY.sub(r"\1\2", key): value for key, value in state.items()}
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     # Older files have no BatchNorm step counters; those only matter for momentum-free BatchNorm.
-    missing = [k for k in own if k not in fitting and not k.startswith(head_prefixes) and not k.startswith("AuxLogits.")
+    missing = [k for k in own if k not in fitting and not k.startswith(head_prefixes)
                and not k.endswith("num_batches_tracked")]
     if missing:
         raise WeightsError(f"{path} does not fit this architecture: {len(missing)} tensors missing or mis-shaped, e.g. {missing[:3]}")

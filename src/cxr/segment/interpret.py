@@ -24,7 +24,8 @@ from cxr.anatomy.lungs import ZONES
 from cxr.explain.scores import lung_energy_fraction, lung_lift, zone_shares
 from cxr.metrics.intervals import finite_or_none, mean_interval, mean_or_none
 from cxr.metrics.classification import slug
-from cxr.segment.predict import LungInstances, network_input, raw_outputs
+from cxr.segment.predict import LungInstances, network_input
+from cxr.segment.yolo import head_input_layer, head_outputs, kept_detections
 
 # Pixels within this many of the true lung outline count as its border.
 BORDER_PIXELS = 2
@@ -38,12 +39,7 @@ class _Predictions(nn.Module):
         self.net = net
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return raw_outputs(self.net, batch)[0]
-
-
-def attention_layer(net: nn.Module) -> int:
-    """The layer whose output (stride 8) feeds the Segment head's finest level: the head's first input."""
-    return int(net.model[-1].f[0])
+        return head_outputs(self.net, batch)[0]
 
 
 class _LungObjects:
@@ -63,8 +59,6 @@ def attention_maps(net: nn.Module, images: np.ndarray, image_size: int, confiden
                    device: torch.device | str = "cpu", batch_size: int = 16) -> np.ndarray:
     """(N, H, W) Grad-CAM maps for the detected lungs, in [0, 1], at the images' own size."""
     from pytorch_grad_cam import GradCAM
-    from ultralytics.utils.nms import non_max_suppression
-
     height, width = np.asarray(images).shape[1:]
     wrapped = _Predictions(net).eval()
     frozen = [p for p in net.parameters() if not p.requires_grad]
@@ -72,13 +66,12 @@ def attention_maps(net: nn.Module, images: np.ndarray, image_size: int, confiden
         parameter.requires_grad_(True)
     maps = []
     try:
-        with GradCAM(wrapped, target_layers=[net.model[attention_layer(net)]]) as cam:
+        with GradCAM(wrapped, target_layers=[net.model[head_input_layer(net)]]) as cam:
             for start in range(0, len(images), batch_size):
                 batch = network_input(images[start:start + batch_size], image_size, device)
                 with torch.no_grad():
                     predictions = wrapped(batch)
-                _, kept = non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20, return_idxs=True,
-                                              max_time_img=float("inf"))
+                _, kept = kept_detections(predictions, confidence, num_classes, with_anchors=True)
                 kept = [anchors.long().view(-1) for anchors in kept]  # an image without detections gets a float (0, 1)
                 classes = [predictions[b, 4:4 + num_classes, anchors].argmax(0) for b, anchors in enumerate(kept)]
                 targets = [_LungObjects(a, c, num_classes) for a, c in zip(kept, classes)]

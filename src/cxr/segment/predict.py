@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxr.segment.yolo import crop_to_boxes, head_outputs, kept_detections
+
 
 @dataclass(frozen=True)
 class LungInstances:
@@ -48,30 +50,16 @@ def network_input(images: np.ndarray, image_size: int, device: torch.device | st
     return batch.expand(-1, 3, -1, -1).contiguous()
 
 
-def raw_outputs(net: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predictions (B, 4 + classes + 32, anchors), prototypes (B, 32, S/4, S/4)) of a segmentation network."""
-    outputs = net(batch)
-    # Ultralytics 8.4 returns ((predictions, prototypes), extras) in eval mode; older 8.x (predictions, (.., prototypes)).
-    first = outputs[0]
-    if isinstance(first, (tuple, list)):
-        return first[0], first[1]
-    return first, outputs[1][-1]
-
-
 @torch.no_grad()
 def segment_lungs(net: nn.Module, images: np.ndarray, image_size: int, confidence: float, num_classes: int,
                   device: torch.device | str = "cpu", batch_size: int = 32) -> Iterator[LungInstances]:
     """Lung instances of each (H, W) uint8 image, with masks at the image's own size, in order."""
-    from ultralytics.utils.nms import non_max_suppression
-    from ultralytics.utils.ops import crop_mask
-
     net.eval()
     for start in range(0, len(images), batch_size):
         chunk = np.asarray(images[start:start + batch_size])
         height, width = chunk.shape[1:]
-        predictions, prototypes = raw_outputs(net, network_input(chunk, image_size, device))
-        # No time limit: Ultralytics' NMS otherwise drops the rest of a batch on a busy CPU, silently.
-        kept = non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20, max_time_img=float("inf"))
+        predictions, prototypes = head_outputs(net, network_input(chunk, image_size, device))
+        kept = kept_detections(predictions, confidence, num_classes)
         scale = torch.tensor([width / image_size, height / image_size] * 2, device=predictions.device)
         for detections, protos in zip(kept, prototypes):
             boxes = detections[:, :4] * scale
@@ -79,7 +67,7 @@ def segment_lungs(net: nn.Module, images: np.ndarray, image_size: int, confidenc
                 channels = protos.shape[0]
                 logits = (detections[:, 6:] @ protos.float().view(channels, -1)).view(-1, *protos.shape[1:])
                 logits = F.interpolate(logits[None], (height, width), mode="bilinear", align_corners=False)[0]
-                probabilities = crop_mask(logits.sigmoid(), boxes)
+                probabilities = crop_to_boxes(logits.sigmoid(), boxes)
             else:
                 probabilities = torch.zeros((0, height, width))
             yield LungInstances(boxes.float().cpu().numpy(), detections[:, 4].float().cpu().numpy(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from cxr.anatomy.lungs import lung_sides
+from cxr.segment.yolo import average_precision, mask_overlaps, matches_at
 from cxr.segment.labels import lung_components
 
 # Anatomical plausibility of a predicted lung mask. The lungs view crops to the lungs (they fill about half
@@ -98,20 +99,15 @@ def instance_matches(instance_masks: np.ndarray, instance_classes: np.ndarray, t
     of its class at IoU 0.50, 0.55, ..., 0.95, each ground truth matched once: COCO's mask AP matching,
     through Ultralytics' own matcher."""
     import torch
-    from ultralytics.models.yolo.detect.val import DetectionValidator
-    from ultralytics.utils.metrics import mask_iou
 
     thresholds = torch.linspace(0.5, 0.95, 10)
     if len(instance_masks) == 0:
         return np.zeros((0, 10), dtype=bool)
     if len(truth_masks) == 0:
         return np.zeros((len(instance_masks), 10), dtype=bool)
-    overlaps = mask_iou(torch.as_tensor(truth_masks.reshape(len(truth_masks), -1), dtype=torch.float32),
-                        torch.as_tensor(instance_masks.reshape(len(instance_masks), -1), dtype=torch.float32))
-    validator = DetectionValidator.__new__(DetectionValidator)
-    validator.iouv = thresholds
-    matched = validator.match_predictions(torch.as_tensor(instance_classes), torch.as_tensor(truth_classes), overlaps)
-    return np.asarray(matched, dtype=bool)
+    overlaps = mask_overlaps(torch.as_tensor(truth_masks.reshape(len(truth_masks), -1), dtype=torch.float32),
+                             torch.as_tensor(instance_masks.reshape(len(instance_masks), -1), dtype=torch.float32))
+    return matches_at(thresholds, torch.as_tensor(instance_classes), torch.as_tensor(truth_classes), overlaps)
 
 
 def mask_average_precision(matches: list[np.ndarray], confidences: list[np.ndarray], classes: list[np.ndarray],
@@ -119,8 +115,6 @@ def mask_average_precision(matches: list[np.ndarray], confidences: list[np.ndarr
     """Mask mAP50 and mAP50-95 over images by Ultralytics' ap_per_class. From the detections above the
     evaluation's confidence threshold: `yolo val` keeps all down to 0.001, which extends the precision-recall
     curve and can only add to its figure."""
-    from ultralytics.utils.metrics import ap_per_class
-
     truth = np.concatenate(truth_classes) if truth_classes else np.zeros(0)
     if len(truth) == 0:
         return {"map50": float("nan"), "map50_95": float("nan")}
@@ -129,7 +123,7 @@ def mask_average_precision(matches: list[np.ndarray], confidences: list[np.ndarr
     predicted = np.concatenate(classes) if classes else np.zeros(0)
     if len(tp) == 0:
         return {"map50": 0.0, "map50_95": 0.0}
-    ap = ap_per_class(tp, conf, predicted, truth)[5]  # (classes present, 10 thresholds)
+    ap = average_precision(tp, conf, predicted, truth)  # (classes present, 10 thresholds)
     return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean())}
 
 

@@ -21,7 +21,7 @@ from cxr.io.log import epoch_log
 from cxr.io.process_state import process_state_restored
 from cxr.segment.export import DATA_YAML, label_names
 from cxr.segment.params import SegmentTrainParams
-from cxr.segment.yolo import ultralytics_offline
+from cxr.segment.yolo import restricted_loader, ultralytics_offline
 
 # Ultralytics' default training recipe, changed where it does not suit X-ray films or small CPU runs.
 RECIPE = {
@@ -189,21 +189,17 @@ def read_ultralytics_file(path: Path) -> dict:
     """An Ultralytics checkpoint (a dict with its network under "model"), read by Ultralytics' restricted loader:
     weights_only unpickling that rebuilds only known torch and Ultralytics layer classes, so the file cannot run
     code. The same format `YOLO(path)` reads, and the only way this package reads one."""
-    import inspect
-
     ultralytics_offline()  # the pickled network's classes are Ultralytics'
-    from ultralytics.nn.tasks import torch_safe_load
-
     if not Path(path).is_file():
         raise SegmenterError(f"{path} not found")
     if not zipfile.is_zipfile(path):  # what torch.save writes; anything else would only confuse the unpickler
         raise SegmenterError(f"{path} cannot be read (not a torch file: it may be empty or truncated)")
-    if "safe_only" not in inspect.signature(torch_safe_load).parameters \
-            or not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+    load = restricted_loader()
+    if load is None:
         raise SegmenterError(f"{path} cannot be read safely with this torch and Ultralytics (restricted loading needs "
                              f"torch >= 2.6 and a recent Ultralytics 8.4): `pip install -r requirements.lock`")
     try:
-        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+        checkpoint = load(path)
     except TypeError as err:
         if "outside the supported" in str(err):
             raise SegmenterError(f"{path} refused as unsafe: it holds pickled objects other than known network layers, "

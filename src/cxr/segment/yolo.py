@@ -5,6 +5,10 @@ Ultralytics reaches for the network in several places: hub and analytics events,
 when an API key is set, the Arial font for plots, AMP-check weights on CUDA, pip auto-install of missing
 packages, and `.pt` weights named but not present. It also writes a settings file into the user's config folder and, with dvclive importable,
 starts its own DVC experiment. `ultralytics_offline` closes all of these before the package is imported.
+
+It is also the one module that touches Ultralytics' internals (its NMS, mask cropping, matcher, AP, restricted
+loader, the Segment head's outputs and inputs, its PIL patch): each below, with its contract tested on the
+versions pyproject allows (tests/test_yolo_adapter.py), so an Ultralytics upgrade is checked in one place.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
+import torch
+from torch import nn
 
 from cxr.io.process_state import environment_restored
 
@@ -79,3 +87,75 @@ def _place_fonts(config_dir: Path) -> None:
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
         if not (config_dir / name).exists():
             shutil.copyfile(dejavu, config_dir / name)
+
+
+def head_outputs(net: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predictions (B, 4 + classes + 32, anchors), prototypes (B, 32, S/4, S/4)) of a segmentation network in
+    eval mode."""
+    outputs = net(batch)
+    # Ultralytics 8.4 returns ((predictions, prototypes), extras) in eval mode; older 8.x (predictions, (.., prototypes)).
+    first = outputs[0]
+    if isinstance(first, (tuple, list)):
+        return first[0], first[1]
+    return first, outputs[1][-1]
+
+
+def head_input_layer(net: nn.Module) -> int:
+    """The index in net.model of the layer whose output (stride 8) feeds the Segment head's finest level."""
+    return int(net.model[-1].f[0])
+
+
+def kept_detections(predictions: torch.Tensor, confidence: float, num_classes: int, *, with_anchors: bool = False):
+    """Per image, Ultralytics' NMS (IoU 0.7, at most 20): (K, 6 + 32) rows of x1, y1, x2, y2, confidence, class
+    and mask coefficients, highest confidence first; `with_anchors`: also each image's kept anchor indices."""
+    from ultralytics.utils.nms import non_max_suppression
+
+    # No time limit: Ultralytics' NMS otherwise drops the rest of a batch on a busy CPU, silently.
+    return non_max_suppression(predictions, confidence, 0.7, nc=num_classes, max_det=20, max_time_img=float("inf"),
+                               return_idxs=with_anchors)
+
+
+def crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """(K, H, W) masks zeroed outside each one's (K, 4) x1, y1, x2, y2 box."""
+    from ultralytics.utils.ops import crop_mask
+
+    return crop_mask(masks, boxes)
+
+
+def mask_overlaps(truth: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """(N, K) IoU of N flattened true masks with K flattened predicted ones."""
+    from ultralytics.utils.metrics import mask_iou
+
+    return mask_iou(truth, predicted)
+
+
+def matches_at(thresholds: torch.Tensor, predicted_classes: torch.Tensor, true_classes: torch.Tensor,
+               overlaps: torch.Tensor) -> np.ndarray:
+    """(K, T) whether each prediction matches a true instance of its class at each IoU threshold, each true
+    instance matched once: Ultralytics' (COCO's) matcher, without building a validator."""
+    from ultralytics.models.yolo.detect.val import DetectionValidator
+
+    validator = DetectionValidator.__new__(DetectionValidator)  # match_predictions reads only iouv
+    validator.iouv = thresholds
+    return np.asarray(validator.match_predictions(predicted_classes, true_classes, overlaps), dtype=bool)
+
+
+def average_precision(true_positives: np.ndarray, confidences: np.ndarray, predicted_classes: np.ndarray,
+                      true_classes: np.ndarray) -> np.ndarray:
+    """(classes present, T) average precision per class and IoU threshold, by Ultralytics' ap_per_class."""
+    from ultralytics.utils.metrics import ap_per_class
+
+    return ap_per_class(true_positives, confidences, predicted_classes, true_classes)[5]
+
+
+def restricted_loader():
+    """Ultralytics' weights-only checkpoint loader (`torch_safe_load(path, safe_only=True)`), or None when this
+    torch and Ultralytics cannot load restricted."""
+    import inspect
+
+    from ultralytics.nn.tasks import torch_safe_load
+
+    if "safe_only" not in inspect.signature(torch_safe_load).parameters \
+            or not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        return None
+    return lambda path: torch_safe_load(str(path), safe_only=True)[0]

@@ -1,6 +1,7 @@
 """What a run of .github/workflows/pr-report.yml costs, from its own steps run in order in clean clones.
 
-    python benchmarks/pr_costs.py [--out benchmarks/pr_costs.json]
+    python benchmarks/pr_costs.py [--skip-install]   # measure, write benchmarks/pr_costs.json and the docs table
+    python benchmarks/pr_costs.py --docs             # rewrite the table of docs/experiments.md from the JSON file
 
 Scenarios: the default pipeline unchanged and changed in one model's params (`model.resnet18.lr`), each with
 nothing cached (a first run), with the DVC cache of an earlier run restored (what actions/cache gives), and with
@@ -24,7 +25,49 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "pr_costs.json"
+PAGE = REPO / "docs" / "experiments.md"
+BEGIN = "<!-- costs of a pull-request run: generated from benchmarks/pr_costs.json by `python benchmarks/pr_costs.py --docs` -->"
+END = "<!-- end of pull-request costs -->"
 CHANGE = ("model.resnet18.lr", "0.002")
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e6:,.0f} MB" if count < 1e9 else f"{count / 1e9:.1f} GB"
+
+
+def render(results: dict) -> str:
+    """The page's generated block: one row per scenario, seconds per step, and what the caches hold."""
+    rows = ["| pull request | starts from | stages run / restored | pull | `dvc repro` | `cxr pr-report` | total | DVC cache after |",
+            "|---|---|---|---|---|---|---|---|"]
+    starts = {"nothing": "nothing cached, no remote", "cache": "the last run's DVC cache", "remote": "the team's remote"}
+    for run in results["runs"]:
+        seconds = run["seconds"]
+        pull = seconds["pull"] if "pull" in seconds else (
+            seconds["restore DVC cache"] + seconds["dvc checkout"] if "restore DVC cache" in seconds else None)
+        rows.append(f"| {'one model changed' if run['params changed'] else 'unchanged'} | {starts[run['from']]} | "
+                    f"{run['stages run']} / {run['stages restored']} | {'' if pull is None else f'{pull:.0f} s'} | "
+                    f"{seconds['dvc repro']:.0f} s | {seconds['cxr pr-report']:.0f} s | {run['total minutes']} min | "
+                    f"{megabytes(run['DVC cache bytes after'])} |")
+    install = (f"; the install took {results['install seconds']:.0f} s" if "install seconds" in results
+               else ", about what pip's cache holds; the install step was not timed, this machine's pip cache being empty")
+    lines = [f"Measured {results['date']} on {results['machine']} by `python benchmarks/pr_costs.py`: the workflow's steps "
+             f"in order, in clean clones of the default pipeline; the one-model change is `{results['change']}`. "
+             f"A documentation-only pull request runs none of it (`paths-ignore`). The environment is "
+             f"{megabytes(results['environment bytes'])} installed{install}; the remote held "
+             f"{megabytes(results['remote bytes'])}. \"pull\" is the remote's pull, or the cache's restore and `dvc checkout`.", "", *rows]
+    return f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"
+
+
+def update_page(results: dict, page: Path = PAGE) -> bool:
+    """Rewrites the page's block; False when it was up to date."""
+    text = page.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    new = text[:start] + render(results) + text[end:]
+    if new == text:
+        return False
+    page.write_text(new)
+    return True
 
 
 def run(command: str, cwd: Path, env: dict | None = None) -> tuple[float, str]:
@@ -64,6 +107,8 @@ def scenario(work: Path, name: str, changed: bool, source: str, remote: Path, ca
         start = time.perf_counter()
         shutil.copytree(cache, repo / ".dvc" / "cache")
         steps["restore DVC cache"] = round(time.perf_counter() - start, 1)
+        # Without it `dvc repro` would rerun every stage with a `cache: false` output, which DVC's run cache skips.
+        steps["dvc checkout"], _ = run("dvc checkout --allow-missing -q", repo, env)
     if source == "remote":
         steps["pull"], _ = run(f"dvc remote add --local --default team {remote} && dvc pull --allow-missing -q; "
                                "status=$?; dvc remote remove --local team; exit $status", repo, env)
@@ -84,9 +129,13 @@ def install_seconds(work: Path) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "pr_costs.json")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-install", action="store_true", help="leave the install step out")
+    parser.add_argument("--docs", action="store_true", help=f"only rewrite the table of {PAGE.relative_to(REPO)}")
     args = parser.parse_args()
+    if args.docs:
+        print(f"{PAGE.relative_to(REPO)} " + ("updated" if update_page(json.loads(args.out.read_text())) else "up to date"))
+        return
     env = dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     with tempfile.TemporaryDirectory(prefix="pr-costs-") as tmp:
         work = Path(tmp)
@@ -108,7 +157,8 @@ def main() -> None:
             results["runs"].append(scenario(work, name, changed, source, remote, cache, env))
             print(json.dumps(results["runs"][-1]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    update_page(results)
+    print(f"wrote {args.out} and the table of {PAGE.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

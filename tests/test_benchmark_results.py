@@ -78,3 +78,27 @@ def test_saving_keeps_the_previous_file_until_the_new_one_is_whole(tmp_path):
     path = tmp_path / "results.json"
     results.save({"b": 1, "a": {"c": 2}}, path)
     assert json.loads(path.read_text()) == {"a": {"c": 2}, "b": 1} and list(tmp_path.iterdir()) == [path]
+
+
+costs_spec = importlib.util.spec_from_file_location("pr_costs", REPO / "benchmarks" / "pr_costs.py")
+pr_costs = importlib.util.module_from_spec(costs_spec)
+costs_spec.loader.exec_module(pr_costs)
+
+
+def test_the_pull_request_costs_on_the_experiments_page_are_pr_costs_json():
+    stored = json.loads(pr_costs.RESULTS.read_text())
+    page = pr_costs.PAGE.read_text()
+    block = page[page.index(pr_costs.BEGIN):page.index(pr_costs.END) + len(pr_costs.END)]
+    assert block == pr_costs.render(stored), "run python benchmarks/pr_costs.py --docs"
+    # Every scenario the workflow meets: unchanged and changed, from nothing, the last run's cache and the remote.
+    assert {(run["params changed"], run["from"]) for run in stored["runs"]} >= {
+        (False, "nothing"), (False, "cache"), (False, "remote"), (True, "cache"), (True, "remote")}
+
+
+def test_a_cost_row_says_what_ran_and_how_long_each_step_took():
+    run = {"params changed": True, "from": "remote", "stages run": 9, "stages restored": 0, "total minutes": 3.5,
+           "seconds": {"pull": 20.0, "dvc repro": 180.0, "cxr pr-report": 10.0}, "DVC cache bytes after": 250_000_000}
+    text = pr_costs.render({"date": "2026-01-02", "machine": "2 CPU cores", "change": "model.a.lr=0.1",
+                            "environment bytes": 7_000_000_000, "remote bytes": 300_000_000, "runs": [run]})
+    assert "| one model changed | the team's remote | 9 / 0 | 20 s | 180 s | 10 s | 3.5 min | 250 MB |" in text
+    assert "Measured 2026-01-02 on 2 CPU cores" in text and "7.0 GB installed" in text and "held 300 MB" in text

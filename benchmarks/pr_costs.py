@@ -25,6 +25,9 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from results import replace_block  # noqa: E402  (benchmarks/ is no package)
+
 RESULTS = REPO / "benchmarks" / "pr_costs.json"
 PAGE = REPO / "docs" / "experiments.md"
 BEGIN = "<!-- costs of a pull-request run: generated from benchmarks/pr_costs.json by `python benchmarks/pr_costs.py --docs` -->"
@@ -61,13 +64,7 @@ def render(results: dict) -> str:
 
 def update_page(results: dict, page: Path = PAGE) -> bool:
     """Rewrites the page's block; False when it was up to date."""
-    text = page.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    new = text[:start] + render(results) + text[end:]
-    if new == text:
-        return False
-    page.write_text(new)
-    return True
+    return replace_block(page, render(results), BEGIN, END)
 
 
 def run(command: str, cwd: Path, env: dict | None = None) -> tuple[float, str]:

@@ -114,20 +114,25 @@ def render(results: dict) -> str:
     return f"{BEGIN}\n{body}\n{END}"
 
 
-def generated_block(text: str) -> str:
-    match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, flags=re.S)
+def generated_block(text: str, begin: str = BEGIN, end: str = END) -> str:
+    match = re.search(re.escape(begin) + r".*?" + re.escape(end), text, flags=re.S)
     if match is None:
-        raise SystemExit(f"error: no generated benchmark block (the lines {BEGIN!r} ... {END!r})")
+        raise SystemExit(f"error: no generated benchmark block (the lines {begin!r} ... {end!r})")
     return match.group(0)
+
+
+def replace_block(page: Path, block: str, begin: str = BEGIN, end: str = END) -> bool:
+    """Replaces the page's block between the markers (`block` includes them); whether it changed."""
+    text = page.read_text()
+    new = text.replace(generated_block(text, begin, end), block)
+    if new != text:
+        page.write_text(new)
+    return new != text
 
 
 def update_page(results: dict, page: Path = PAGE) -> bool:
     """Replaces the page's block with the rendering of `results`; whether it changed."""
-    text = page.read_text()
-    new = text.replace(generated_block(text), render(results))
-    if new != text:
-        page.write_text(new)
-    return new != text
+    return replace_block(page, render(results))
 
 
 def main() -> None:

@@ -87,8 +87,7 @@ costs_spec.loader.exec_module(pr_costs)
 
 def test_the_pull_request_costs_on_the_experiments_page_are_pr_costs_json():
     stored = json.loads(pr_costs.RESULTS.read_text())
-    page = pr_costs.PAGE.read_text()
-    block = page[page.index(pr_costs.BEGIN):page.index(pr_costs.END) + len(pr_costs.END)]
+    block = results.generated_block(pr_costs.PAGE.read_text(), pr_costs.BEGIN, pr_costs.END)
     assert block == pr_costs.render(stored), "run python benchmarks/pr_costs.py --docs"
     # Every scenario the workflow meets: unchanged and changed, from nothing, the last run's cache and the remote.
     assert {(run["params changed"], run["from"]) for run in stored["runs"]} >= {

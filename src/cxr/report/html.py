@@ -19,51 +19,7 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from cxr.io.files import write_text
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>{{ title }}</title>
-<style>
-body { font: 15px/1.45 system-ui, sans-serif; margin: 0; color: #1d1d1f; }
-header { background: #24323f; color: #fff; padding: 1.2em 2em; }
-header p { margin: 0.3em 0 0; color: #d5dde5; }
-nav { padding: 0.6em 2em; background: #eef1f4; position: sticky; top: 0; border-bottom: 1px solid #d0d6dc; }
-nav a { margin-right: 1.2em; color: #24323f; text-decoration: none; font-weight: 600; }
-main { padding: 0 2em 3em; max-width: 1500px; }
-section { border-bottom: 1px solid #e3e7eb; padding-bottom: 1em; }
-h2 { margin-top: 1.6em; } h3 { margin-top: 1.3em; }
-table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 13px; }
-th, td { border: 1px solid #cfd5db; padding: 3px 8px; text-align: left; }
-th { background: #f3f5f7; }
-figure { margin: 1em 0 1.4em; display: inline-block; vertical-align: top; max-width: 100%; }
-figure img { max-width: 100%; border: 1px solid #e3e7eb; }
-figcaption { font-size: 13px; color: #4a5560; max-width: 60em; margin-top: 0.3em; }
-.banner { background: #e8f1fb; border-left: 4px solid #2463a0; padding: 0.6em 1em; margin: 1em 0; font-weight: 600; }
-.provenance { font-size: 13px; color: #4a5560; font-family: monospace; }
-.warning { background: #fff4e5; border-left: 4px solid #e08a00; padding: 0.6em 1em; margin: 1em 0; }
-.matrices { display: flex; flex-wrap: wrap; gap: 1.5em; }
-.matrices table td { text-align: right; min-width: 2.5em; }
-details { margin: 0.4em 0; } summary { cursor: pointer; font-weight: 600; }
-</style>
-</head>
-<body>
-<header><h1>{{ title }}</h1><p>{{ subtitle }}</p></header>
-<nav>{% for section in sections %}<a href="#{{ section.id }}">{{ section.title }}</a>{% endfor %}</nav>
-<main>
-<p class="banner">{{ banner }}</p>
-<p class="provenance">{{ provenance }}</p>
-<p class="warning">{{ warning }}</p>
-{% for section in sections %}<section id="{{ section.id }}"><h2>{{ section.title }}</h2>
-{{ section.html() }}
-</section>
-{% endfor %}</main>
-</body>
-</html>
-"""
+from cxr.report.render import render
 
 WARNING = ("Research software, not a medical device: these models and figures are for studying methods on the data "
            "they were trained on, not for diagnosis, triage or any decision about a patient.")
@@ -115,11 +71,8 @@ def _markdown():
 def write_page(path: Path, title: str, subtitle: str, banner: str, provenance: str, sections: Sequence[Section]) -> None:
     """`banner`: which data the page is about (summary.data_banner), above everything else; `provenance`: which
     checkpoints it shows (summary.provenance_line)."""
-    from jinja2 import Environment
-
-    page = Environment(autoescape=True).from_string(PAGE).render(title=title, subtitle=subtitle, banner=banner,
-                                                                 provenance=provenance,
-                                                                 warning=WARNING, sections=sections)
+    page = render("page.html.jinja", title=title, subtitle=subtitle, banner=banner, provenance=provenance,
+                  warning=WARNING, sections=sections)
     write_text(path, page)
 
 

@@ -18,7 +18,7 @@ from cxr.metrics.classification import classification_metrics, metrics_line, wri
 from cxr.metrics.params import EvaluateParams
 from cxr.models.checkpoints import CheckpointError, load_classifier
 from cxr.models.inference import SplitBatches, predict_probabilities
-from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, Names, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import (checkpoint_record_file, confusion_file, evaluation_plots_dir, metrics_file, model_file, predictions_file, roc_dir,
                        split_dir, view_file)
 
@@ -72,4 +72,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

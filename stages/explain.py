@@ -16,7 +16,7 @@ from cxr.io.arrays import SplitArrays
 from cxr.io.files import atomic_dir, write_json
 from cxr.io.view_spec import ViewSpec
 from cxr.models.checkpoints import CheckpointError, load_classifier
-from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import explain_dir, explain_metrics_file, predictions_file, split_dir, view_file
 
 
@@ -54,4 +54,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cxr.params import stage_params
+from cxr.params import freeze_imports, stage_params
 from cxr.synthetic.generator import write_dataset, write_radiography_zip
 from cxr.synthetic.params import GenerateParams, RadiographyParams
 
@@ -51,4 +51,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

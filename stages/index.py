@@ -14,7 +14,7 @@ from cxr.data.index import SourceIndexError, build_index, write_index
 from cxr.data.params import IndexParams, SourceParams
 from cxr.data.report import summary_lines
 from cxr.io.files import write_json
-from cxr.params import Classes, Workers, stage_arguments, stage_params, worker_count
+from cxr.params import Classes, Workers, freeze_imports, stage_arguments, stage_params, worker_count
 from cxr.paths import source_audit_file
 
 
@@ -34,4 +34,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

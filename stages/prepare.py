@@ -11,7 +11,7 @@ from __future__ import annotations
 from cxr.data.index import RawChanged
 from cxr.data.params import DatasetParams, PrepareParams
 from cxr.data.prepare import ViewError, prepare_view
-from cxr.params import Classes, Workers, stage_arguments, stage_params, worker_count
+from cxr.params import Classes, Workers, freeze_imports, stage_arguments, stage_params, worker_count
 from cxr.paths import SPLITS
 
 
@@ -32,4 +32,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

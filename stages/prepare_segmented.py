@@ -12,7 +12,7 @@ from __future__ import annotations
 from cxr.data.index import RawChanged
 from cxr.data.params import DatasetParams, PrepareParams
 from cxr.data.prepare import ViewError, prepare_view
-from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import SEGMENTER_FILE
 from cxr.segment.films import film_mask
 from cxr.segment.params import Confidence
@@ -52,4 +52,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field
 
 from cxr.metrics.params import CrossTests
-from cxr.params import Names, stage_arguments, stage_params
+from cxr.params import Names, freeze_imports, stage_arguments, stage_params
 from cxr.report.build import load_runs, write_report
 from cxr.report.params import ProbeParams, ShortcutParams
 from cxr.report.summary import MissingMetrics
@@ -41,4 +41,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

@@ -12,7 +12,7 @@ import numpy as np
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
 from cxr.io.view_spec import ViewSpec
-from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import SEGMENTER_FILE, segment_metrics_file, segment_predictions_file, split_dir, view_file
 from cxr.segment.evaluate import image_record, segmentation_metrics, write_records
 from cxr.segment.params import Confidence
@@ -51,4 +51,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

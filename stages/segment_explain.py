@@ -15,7 +15,7 @@ import numpy as np
 from cxr.explain.run import select_images
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import write_json
-from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import (
     SEGMENTER_FILE,
     segment_gallery_file,
@@ -81,4 +81,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

@@ -9,7 +9,7 @@ left out and counted in its export.json.
 from __future__ import annotations
 
 from cxr.io.arrays import SplitArrays
-from cxr.params import Classes, stage_arguments, stage_params
+from cxr.params import Classes, freeze_imports, stage_arguments, stage_params
 from cxr.paths import SPLITS, segment_export_dir, split_dir
 from cxr.segment.export import export_dataset
 from cxr.segment.params import LabelMode
@@ -27,4 +27,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

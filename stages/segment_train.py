@@ -8,7 +8,7 @@ Writes models/segment/segmenter.pt (loadable with `YOLO(path)` too) and the dvcl
 from __future__ import annotations
 
 from cxr.io.log import EpochLogError
-from cxr.params import Classes, Device, Names, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, Names, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import SEGMENT_TRAIN_LOG, SEGMENTER_FILE, segment_export_dir
 from cxr.segment.params import LabelMode, SegmentTrainParams
 from cxr.segment.train import SegmentTrainingError, train_segmenter
@@ -34,4 +34,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

@@ -16,7 +16,7 @@ from cxr.io.log import EpochLogError
 from cxr.io.view_spec import ViewSpec
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError
-from cxr.params import Classes, Device, resolve_device, stage_arguments, stage_params
+from cxr.params import Classes, Device, freeze_imports, resolve_device, stage_arguments, stage_params
 from cxr.paths import model_file, resume_file, split_dir, train_log_dir, view_file
 from cxr.training.loop import TrainingError, train_classifier
 from cxr.training.params import TrainParams
@@ -65,4 +65,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    freeze_imports()
     main()

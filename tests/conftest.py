@@ -142,8 +142,8 @@ PIPELINE_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.
 
 def run_in(repo: Path, *command: str, capture: bool = True) -> str:
     """A command in a pipeline copy, which must succeed; its stdout. Without `capture`, its output is dropped: a
-    command that leaves processes running (`dvc queue start`) would otherwise be waited for until they end, since
-    they hold the pipes."""
+    command that leaves processes running (`dvc exp run --run-all`, whose queue workers outlive it) would
+    otherwise be waited for until they end, since they hold the pipes."""
     # The copy's own src/ comes first on the path, so its stages run its library, not the installed one.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                PYTHONPATH=str(repo / "src"),
@@ -188,8 +188,18 @@ def baseline_repo(repo: Path, params: dict, targets: list[str] | None = None) ->
 def copy_repo(source: Path, target: Path) -> Path:
     """A copy of a reproduced pipeline (work tree, git history and DVC cache) to change without touching the
     original, which other tests share. DVC's lock files stay behind: a copy taken while another worker's `dvc`
-    reads the original would otherwise start out locked by that process."""
-    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("lock", "rwlock", "rwlock.lock"))
+    reads the original would otherwise start out locked by that process. The DVC cache's objects are linked, not
+    copied: DVC writes each once, read-only, named by its hash, and never edits one."""
+    objects = source / ".dvc" / "cache" / "files"
+
+    def link_cache_objects(src: str, dst: str) -> None:
+        if Path(src).is_relative_to(objects):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("lock", "rwlock", "rwlock.lock"),
+                    copy_function=link_cache_objects)
     return target
 
 

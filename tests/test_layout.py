@@ -4,6 +4,8 @@ imports, its outputs are the paths the code writes, and every params key is read
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,6 +177,28 @@ def test_each_stage_reads_top_to_bottom_in_one_screen():
                for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main"}
     assert len(lengths) == len(list((REPO / "stages").glob("*.py")))
     assert {name: length for name, length in lengths.items() if length > 50} == {}
+
+
+def test_each_stage_freezes_its_imports_before_its_work():
+    """A stage's process hands its imported libraries to gc.freeze before main (cxr.params.freeze_imports): its
+    collections and its shutdown then skip them."""
+    for path in sorted((REPO / "stages").glob("*.py")):
+        entry = ast.parse(path.read_text()).body[-1]
+        assert isinstance(entry, ast.If) and ast.unparse(entry.test) == "__name__ == '__main__'", path.name
+        assert [ast.unparse(line) for line in entry.body] == ["freeze_imports()", "main()"], path.name
+
+
+def test_freezing_imports_leaves_later_garbage_collectable():
+    """What exists when a stage freezes is out of the collector's sight; what the stage makes after is not."""
+    script = ("import gc, weakref\nfrom cxr.params import freeze_imports\n"
+              "freeze_imports(); frozen = gc.get_freeze_count()\n"
+              "class Node: pass\n"
+              "a, b = Node(), Node(); a.other, b.other = b, a; alive = weakref.ref(a); del a, b; gc.collect()\n"
+              "print(frozen, alive() is None)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(SRC)})
+    frozen, collected = result.stdout.split()
+    assert int(frozen) > 10_000 and collected == "True", result.stdout
 
 
 def test_stages_folder_holds_only_entry_points():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import math
 import re
 import sys
@@ -209,6 +210,15 @@ def stage_arguments(description: str | None, argv: list[str] | None = None, *, m
     if tested_on:
         parser.add_argument("--tested-on", help="evaluate on this dataset's test split instead (cross-dataset test)")
     return parser.parse_args(argv)
+
+
+def freeze_imports() -> None:
+    """For a stage's own process, once its modules are imported: the objects alive now (torch and torchvision
+    alone hold about 300,000) move out of the garbage collector's sight (gc.freeze). They live until the process
+    ends anyway; without this, every full collection during the stage and the interpreter's shutdown traverse
+    them, which costs a torch stage about 0.8 s of its 4 to 5 s on a tiny pipeline. Not for a long-lived process
+    (tests, notebooks): what is frozen is never collected."""
+    gc.freeze()
 
 
 def one_line_when_the_disk_is_full(kind: type, value: BaseException, traceback: Any) -> None:

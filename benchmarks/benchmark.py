@@ -47,12 +47,12 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cxr.io.arrays import SplitArrays, intensity_stats  # noqa: E402
+from cxr.io.arrays import SplitArrays, intensity_stats, split_dir  # noqa: E402
 from cxr.models.inference import SplitBatches, mixed_precision, model_input, to_device_format  # noqa: E402
 from cxr.models.params import ModelParams  # noqa: E402
 from cxr.models.registry import build_model  # noqa: E402
 from cxr.params import Classes, Device, Names, load_params, resolve_device  # noqa: E402
-from cxr.paths import split_dir  # noqa: E402
+from cxr.paths import PIPELINE_FILE, stage_path  # noqa: E402
 from cxr.training.augment import augment_batch  # noqa: E402
 from cxr.training.loop import class_weights, train_one_epoch  # noqa: E402
 from cxr.training.order import EpochOrders  # noqa: E402
@@ -199,7 +199,8 @@ def stage_throughput(model_name: str, dataset: str, prepared_root: Path, batches
         torch.use_deterministic_algorithms(True)  # as the train stage runs on CPU
     else:
         torch.backends.cudnn.benchmark = True  # as the train stage runs on CUDA
-    split = SplitArrays.load(prepared_root / split_dir(dataset, "train"))
+    prepared = prepared_root / stage_path("prepare", "--out", pipeline=prepared_root / PIPELINE_FILE, key=dataset)
+    split = SplitArrays.load(split_dir(prepared, "train"))
     model = to_device_format(build_model(model_params.arch, len(classes), model_params.image_size), device)
     mean, std = intensity_stats(split.images)
     split_batches = SplitBatches(split, train_params.batch_size, device)

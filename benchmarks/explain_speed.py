@@ -25,11 +25,16 @@ from cxr.explain.layers import choose_target_layer  # noqa: E402
 from cxr.explain.maps import class_activation_maps, road_scores, saliency_maps  # noqa: E402
 from cxr.explain.params import ExplainParams  # noqa: E402
 from cxr.explain.run import explain_split, read_predictions, select_images  # noqa: E402
-from cxr.io.arrays import SplitArrays  # noqa: E402
+from cxr.io.arrays import SplitArrays, split_dir  # noqa: E402
 from cxr.models.checkpoints import load_checkpoint  # noqa: E402
 from cxr.models.inference import model_input  # noqa: E402
 from cxr.params import Names, load_params, resolve_device  # noqa: E402
-from cxr.paths import model_file, predictions_file, split_dir  # noqa: E402
+from cxr.paths import PIPELINE_FILE, stage_path  # noqa: E402
+
+
+def explain_input(option: str, **item: str) -> Path:
+    """What this checkout's explain stage of `item` (dataset=, model=) reads through `option`, from its dvc.yaml."""
+    return REPO / stage_path("explain", option, pipeline=REPO / PIPELINE_FILE, **item)
 
 
 def main() -> None:
@@ -41,15 +46,16 @@ def main() -> None:
     params = load_params({"explain": ExplainParams, "models": Names}, REPO / "params.yaml")
     explain: ExplainParams = params["explain"]
     device = resolve_device(args.device)
-    test = SplitArrays.load(REPO / split_dir(args.dataset, "test"))
+    test = SplitArrays.load(split_dir(explain_input("--data", dataset=args.dataset), "test"))
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"dataset {args.dataset}, method {explain.method}, saliency {explain.saliency}, ROAD at {explain.road_percentiles}\n")
     print("| model | input | layer (grid) | images | explain stage s/image | Grad-CAM | saliency | SmoothGrad (x%d) | ROAD |"
           % explain.smoothgrad_samples)
     print("|---|---|---|---|---|---|---|---|---|")
     for name in params["models"]:
-        model, meta = load_checkpoint(REPO / model_file(args.dataset, name), device)
-        predictions, probabilities = read_predictions(REPO / predictions_file(args.dataset, name), test.names, meta["classes"])
+        model, meta = load_checkpoint(explain_input("--checkpoint", dataset=args.dataset, model=name), device)
+        scored = explain_input("--predictions", dataset=args.dataset, model=name)
+        predictions, probabilities = read_predictions(scored, test.names, meta["classes"])
         whole = seconds(lambda: explain_split(model, meta, test, predictions, probabilities, explain, device,
                                               resamples=1000, confidence=0.95, progress=False), device, args.repeats)
         indices, _ = select_images(test.names, test.labels, predictions, probabilities, len(meta["classes"]),

@@ -35,7 +35,7 @@ from cxr.models.checkpoints import save_checkpoint  # noqa: E402
 from cxr.models.inference import model_input  # noqa: E402
 from cxr.models.registry import STUDY_ARCHS, build_model  # noqa: E402
 from cxr.params import resolve_device  # noqa: E402
-from cxr.paths import SEGMENTER_FILE  # noqa: E402
+from cxr.paths import PIPELINE_FILE, stage_path  # noqa: E402
 from cxr.predict.run import ExplainSettings, Predictor, Segmenter  # noqa: E402
 
 STUDY_SIZES = {"inception_v3": 299}  # 224 px for every other architecture
@@ -94,10 +94,11 @@ def main() -> None:
 
             cam = median_ms(with_cam, device, args.repeats)
             print(f"| {arch} | {size} px | {predict:.0f} | {cam:.0f} | {explained:.0f} |", flush=True)
-    if SEGMENTER_FILE.is_file() or (REPO / SEGMENTER_FILE).is_file():
+    trained_segmenter = REPO / stage_path("segment_train", "--checkpoint", pipeline=REPO / PIPELINE_FILE)
+    if trained_segmenter.is_file():
         from cxr.segment.films import film_mask
 
-        segmenter = Segmenter.load(REPO / SEGMENTER_FILE, 0.25, device)
+        segmenter = Segmenter.load(trained_segmenter, 0.25, device)
         pixels = np.asarray(Image.open(io.BytesIO(data)))
         mask = median_ms(lambda: film_mask(segmenter.net, pixels, segmenter.image_size, segmenter.confidence,
                                            segmenter.num_classes, device), device, args.repeats)

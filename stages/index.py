@@ -1,10 +1,11 @@
-"""Index one raw source: read every file once, validate, hash, group duplicates and patients, split.
+r"""Index one raw source: read every file once, validate, hash, group duplicates and patients, split.
 
-    python stages/index.py --source synthetic
+    python stages/index.py --source synthetic --index data/index/synthetic \
+        --report reports/data/sources/synthetic.json --audit metrics/data/synthetic.json
 
-Writes data/index/<source>/ (index.csv, source.json), which both views and `cxr inspect` read, the
-data report reports/data/sources/<source>.json: what `cxr inspect --json` prints for the source, and
-metrics/data/<source>.json: its shortcut audit in figures (the metadata-only baseline beside chance).
+Reads the folder or zip in params `source.<name>.path`. Writes the index folder (index.csv, source.json),
+which the views read, the data report: what `cxr inspect --json` prints for the source, and its shortcut
+audit in figures (the metadata-only baseline beside chance).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from cxr.data.params import IndexParams, SourceParams
 from cxr.data.report import summary_lines
 from cxr.io.files import write_json
 from cxr.params import Classes, Workers, freeze_imports, stage_arguments, stage_params, worker_count
-from cxr.paths import source_audit_file
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arguments(__doc__, argv, source=True)
+    args = stage_arguments(__doc__, argv, source=True, paths={
+        "index": "the index folder to write", "report": "the data report to write",
+        "audit": "the shortcut audit's flat metrics to write"})
     source_key = f"source.{args.source}"
     params = stage_params({"classes": Classes, "workers": Workers, source_key: SourceParams, "index": IndexParams})
 
@@ -28,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
                             worker_count(params["workers"]))
     except SourceIndexError as err:
         raise SystemExit(f"error: {err}") from None
-    write_index(args.source, built)
-    write_json(source_audit_file(args.source), audit_metrics(built.report))
+    write_index(args.index, args.report, built)
+    write_json(args.audit, audit_metrics(built.report))
     print("\n".join(summary_lines(built.report)))
 
 

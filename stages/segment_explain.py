@@ -1,9 +1,12 @@
-"""Interpret the lung segmenter on one dataset's test split: attention (Grad-CAM of the lungs found), per-pixel confidence and
+r"""Interpret the lung segmenter on one dataset's test split: attention (Grad-CAM of the lungs found), per-pixel confidence and
 uncertainty, the worst-Dice gallery and the lung zones it covers and attends to by diagnosis.
 
-    python stages/segment_explain.py --dataset full
+    python stages/segment_explain.py --dataset full --segmenter models/segment/segmenter.pt \
+        --data data/prepared/full --evaluation metrics/segment/evaluate/full.json \
+        --predictions reports/segment/full/predictions.csv --metrics metrics/segment/explain/full.json \
+        --gallery reports/segment/full/gallery.png --zones reports/segment/full/zones.png
 
-Writes metrics/segment/explain/<dataset>.json, reports/segment/<dataset>/gallery.png and zones.png.
+Reads segment_evaluate's metrics and per-image records; writes the flat metrics JSON, the gallery and the zones figure.
 """
 
 from __future__ import annotations
@@ -13,18 +16,9 @@ import json
 import numpy as np
 
 from cxr.explain.run import select_images
-from cxr.io.arrays import SplitArrays
+from cxr.io.arrays import SplitArrays, split_dir
 from cxr.io.files import write_json
 from cxr.params import Classes, Device, freeze_imports, resolve_device, stage_arguments, stage_params
-from cxr.paths import (
-    SEGMENTER_FILE,
-    segment_gallery_file,
-    segment_interpretation_file,
-    segment_metrics_file,
-    segment_predictions_file,
-    segment_zones_file,
-    split_dir,
-)
 from cxr.segment.evaluate import read_records, worst_first
 from cxr.segment.figures import gallery_caption, write_gallery, write_zone_figure
 from cxr.segment.interpret import attention_maps, interpretation_metrics, uncertainty_map
@@ -34,7 +28,11 @@ from cxr.segment.train import SegmenterError, load_segmenter
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_arguments(__doc__, argv, dataset=True)
+    args = stage_arguments(__doc__, argv, dataset=True, paths={
+        "segmenter": "the lung segmenter's checkpoint", "data": "the prepared dataset: its test split",
+        "evaluation": "segment_evaluate's metrics JSON", "predictions": "segment_evaluate's per-image CSV",
+        "metrics": "the flat metrics JSON to write", "gallery": "the worst masks' figure to write",
+        "zones": "the lung zones figure to write"})
     params = stage_params({"classes": Classes, "device": Device, "segment.confidence": Confidence,
                            "segment.gallery": GallerySize, "explain.seed": int, "explain.images_per_class": int,
                            "evaluate.bootstrap_resamples": int, "evaluate.confidence_level": float})
@@ -42,9 +40,9 @@ def main(argv: list[str] | None = None) -> None:
 
     device = resolve_device(params["device"])
     try:
-        net, summary = load_segmenter(SEGMENTER_FILE, device)
-        test = SplitArrays.load(split_dir(args.dataset, "test"))
-        records = read_records(segment_predictions_file(args.dataset), test.names)
+        net, summary = load_segmenter(args.segmenter, device)
+        test = SplitArrays.load(split_dir(args.data, "test"))
+        records = read_records(args.predictions, test.names)
     except (SegmenterError, ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     # The classifier explanations' seeded class-balanced sample (explain.seed, explain.images_per_class): the
@@ -69,11 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     write_gallery(images[rows], masks[rows], predicted[rows], np.stack([found[k].confidence_map for k in rows]),
                   uncertainty[rows], attention[rows],
                   [gallery_caption(records[i]["name"], records[i]["label"], records[i]) for i in gallery],
-                  f"Segmenter on {args.dataset}: the {len(gallery)} worst test masks", segment_gallery_file(args.dataset))
-    evaluation = json.loads(segment_metrics_file(args.dataset).read_text())
+                  f"Segmenter on {args.dataset}: the {len(gallery)} worst test masks", args.gallery)
+    evaluation = json.loads(args.evaluation.read_text())
     write_zone_figure(evaluation, metrics, classes, f"Segmenter on {args.dataset}: lung zones segmented and attended to, "
-                      f"by diagnosis", segment_zones_file(args.dataset))
-    write_json(segment_interpretation_file(args.dataset), metrics)
+                      f"by diagnosis", args.zones)
+    write_json(args.metrics, metrics)
     shown = {key: "n/a" if metrics[key] is None else format(metrics[key], ".3f")  # undefined when nothing was found
              for key in ("attention_lung_energy", "attention_lung_lift", "uncertainty_on_border")}
     print(f"segmenter on {args.dataset}: Grad-CAM lung energy {shown['attention_lung_energy']} "

@@ -247,6 +247,74 @@ def run_stage(name: str, *args: str) -> None:
     stage(name).main(list(args))
 
 
+# The stages a test runs in its own folder, given the paths dvc.yaml's commands pass them, under that folder.
+
+def index_source(root: Path, source: str) -> Path:
+    """The index stage of `source`; its index folder."""
+    index = root / "data" / "index" / source
+    run_stage("index", "--source", source, "--index", str(index),
+              "--report", str(root / "reports" / "data" / "sources" / f"{source}.json"),
+              "--audit", str(root / "metrics" / "data" / f"{source}.json"))
+    return index
+
+
+def prepare_view(root: Path, dataset: str, source: str = "synthetic") -> Path:
+    """The prepare stage of `dataset` (a view of `source`, indexed); its prepared folder."""
+    prepared = root / "data" / "prepared" / dataset
+    run_stage("prepare", "--dataset", dataset, "--index", str(root / "data" / "index" / source), "--out", str(prepared),
+              "--report", str(root / "reports" / "data" / "views" / f"{dataset}.json"))
+    return prepared
+
+
+def checkpoint_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "models" / dataset / f"{model}.pt"
+
+
+def train_log_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "reports" / "train" / dataset / model
+
+
+def pipeline_arguments(stage: str, **item: str) -> list[str]:
+    """The arguments dvc.yaml's `stage` gives its entry point, `${item.<key>}` filled from `item`: its paths
+    relative to the folder the stage runs in, as under `dvc repro`."""
+    import re
+    import shlex
+
+    definition = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    words = shlex.split(definition.get("do", definition)["cmd"])
+    script = next(k for k, word in enumerate(words) if word.startswith("stages/"))
+    return [re.sub(r"\$\{\s*(?:item\.)?([\w.]+)\s*\}", lambda m: item[m.group(1)], word) for word in words[script + 1:]]
+
+
+def train_arguments(root: Path, model: str, dataset: str) -> list[str]:
+    return ["--model", model, "--dataset", dataset, "--data", str(root / "data" / "prepared" / dataset),
+            "--checkpoint", str(checkpoint_path(root, dataset, model)), "--log", str(train_log_path(root, dataset, model))]
+
+
+def evaluation_folders(root: Path, dataset: str, tested_on: str | None = None) -> tuple[Path, Path, Path]:
+    """(metrics, reports, plots) of the evaluate stage of `dataset`, or of its crosstest on `tested_on`."""
+    if tested_on is None:
+        return (root / "metrics" / "classify" / dataset, root / "reports" / "evaluate" / dataset,
+                root / "reports" / "plots" / "evaluate" / dataset)
+    pair = f"{dataset}-on-{tested_on}"
+    return root / "metrics" / "cross" / pair, root / "reports" / "cross" / pair, root / "reports" / "plots" / "cross" / pair
+
+
+def evaluation_files(root: Path, model: str, dataset: str, tested_on: str | None = None):
+    """The files the evaluate stage writes for `model` (cxr.metrics.outputs.EvaluationFiles)."""
+    from cxr.metrics.outputs import EvaluationFiles
+
+    metrics, reports, _ = evaluation_folders(root, dataset, tested_on)
+    return EvaluationFiles(metrics, reports, model)
+
+
+def evaluate_arguments(root: Path, model: str, dataset: str, tested_on: str | None = None) -> list[str]:
+    metrics, reports, plots = evaluation_folders(root, dataset, tested_on)
+    return ["--model", model, "--dataset", dataset, *(["--tested-on", tested_on] if tested_on else []),
+            "--models", str(root / "models" / dataset), "--data", str(root / "data" / "prepared" / (tested_on or dataset)),
+            "--metrics", str(metrics), "--reports", str(reports), "--plots", str(plots)]
+
+
 # CI sets this, so that a missing server or browser fails the run instead of skipping what it should test.
 REQUIRE_SYSTEM = "CXR_TESTS_REQUIRE_SYSTEM"
 

@@ -19,9 +19,8 @@ from cxr.cli import main
 from cxr.data.audit import CORNERS, STATISTICS, audit_metrics, image_statistics, metadata_baseline
 from cxr.data.index import COLUMNS, build_index
 from cxr.data.params import SourceParams
-from cxr.paths import source_audit_file
 from cxr.synthetic.generator import write_dataset
-from tests.conftest import run_stage, tiny_params, write_params
+from tests.conftest import index_source, tiny_params, write_params
 from tests.standins import CLASSES, INDEX, film, lungs, png, write_folder
 
 PER_CLASS = 12
@@ -136,8 +135,8 @@ def test_statistics_leave_out_the_lungs():
 def test_index_stage_writes_flat_audit_metrics(tiny_raw, workdir):
     shutil.copytree(tiny_raw, workdir / "data" / "raw" / "synthetic")
     write_params(workdir, tiny_params())
-    run_stage("index", "--source", "synthetic")
-    metrics = json.loads(source_audit_file("synthetic").read_text())
+    index_source(workdir, "synthetic")
+    metrics = json.loads((workdir / "metrics" / "data" / "synthetic.json").read_text())
     assert set(metrics) == METRICS
     assert all(isinstance(metrics[key], float) for key in METRICS - {"test_images", "shortcut_flags"})
     assert metrics["test_images"] > 0 and isinstance(metrics["shortcut_flags"], int)

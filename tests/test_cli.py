@@ -52,7 +52,7 @@ BAD_INPUT = {
     "check without params.yaml": (["check"], 1),
     "predict with an unknown model": (["predict", "film.png", "--model", "resnet18-full"], 1),
     "pr-report against a missing revision": (["pr-report", "--base", "no-such-branch"], 1),
-    "docs before a run": (["docs", "--check"], 1),
+    "docs outside the repository": (["docs", "--check"], 1),
     "experiments outside the repository": (["experiments"], 1),
     "experiments sorted by an unknown score": (["experiments", "--sort-by", "f1"], 2),
 }

@@ -15,9 +15,20 @@ import pandas as pd
 import pytest
 import torch
 
-from cxr.io.arrays import SplitArrays
-from cxr.paths import metrics_file, model_file, split_dir, train_log_dir
-from tests.conftest import REPO, run_stage, tiny_params, write_params
+from cxr.io.arrays import SplitArrays, split_dir
+from tests.conftest import (
+    REPO,
+    checkpoint_path,
+    evaluate_arguments,
+    evaluation_files,
+    index_source,
+    prepare_view,
+    run_stage,
+    tiny_params,
+    train_arguments,
+    train_log_path,
+    write_params,
+)
 
 # With augmentation off, no BatchNorm (ConvNeXt normalises per image), an unweighted loss and an even number of
 # training images (none repeated to even out the shards), two processes compute the gradient of one process's
@@ -39,17 +50,18 @@ def train_and_evaluate(workdir: Path, processes: int, model: str = "resnet18", *
     write_params(workdir, params(processes, model, **overrides))
     # As DVC runs it: a command, which starts torchrun itself when train.processes > 1.
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    result = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "--model", model, "--dataset", "full"],
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), *train_arguments(workdir, model, "full")],
                             cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    run_stage("evaluate", "--model", model, "--dataset", "full")
-    checkpoint = torch.load(model_file("full", model), weights_only=True)
-    losses = (train_log_dir("full", model) / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]
-    return checkpoint, json.loads(metrics_file("full", model).read_text()), [float(r.split("\t")[1]) for r in losses]
+    run_stage("evaluate", *evaluate_arguments(workdir, model, "full"))
+    checkpoint = torch.load(checkpoint_path(workdir, "full", model), weights_only=True)
+    losses = (train_log_path(workdir, "full", model) / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]
+    metrics = json.loads(evaluation_files(workdir, model, "full").metrics.read_text())
+    return checkpoint, metrics, [float(r.split("\t")[1]) for r in losses]
 
 
 def log_files(workdir: Path) -> list[str]:
-    log = train_log_dir("full", "resnet18")
+    log = train_log_path(workdir, "full", "resnet18")
     return sorted(str(path.relative_to(log)) for path in log.rglob("*") if path.is_file())
 
 
@@ -57,8 +69,8 @@ def log_files(workdir: Path) -> list[str]:
 def prepared(tiny_raw: Path, workdir: Path) -> Path:
     shutil.copytree(tiny_raw, workdir / "data" / "raw" / "synthetic")
     write_params(workdir, params(1))
-    run_stage("index", "--source", "synthetic")
-    run_stage("prepare", "--dataset", "full")
+    index_source(workdir, "synthetic")
+    prepare_view(workdir, "full")
     return workdir
 
 
@@ -68,7 +80,7 @@ def test_two_gloo_processes_write_what_one_writes(prepared):
     single, single_metrics, single_losses = train_and_evaluate(prepared, 1)
     single_logs = log_files(prepared)
     shutil.rmtree(prepared / "models")
-    shutil.rmtree(train_log_dir("full", "resnet18"))
+    shutil.rmtree(train_log_path(prepared, "full", "resnet18"))
 
     double, double_metrics, double_losses = train_and_evaluate(prepared, 2)
     # One checkpoint, written whole by the first process, nothing left beside it.
@@ -84,15 +96,16 @@ def test_two_gloo_processes_write_what_one_writes(prepared):
 @pytest.mark.slow
 @pytest.mark.system
 def test_two_gloo_processes_learn_what_one_learns(prepared):
-    train = SplitArrays.load(split_dir("full", "train"))
+    train_split = split_dir(prepared / "data" / "prepared" / "full", "train")
+    train = SplitArrays.load(train_split)
     even = len(train) - len(train) % 2  # no image repeated to even out the two shards
     SplitArrays(*(np.array(array[:even]) for array in (train.images, train.masks, train.labels, train.names))).save(
-        split_dir("full", "train"))
+        train_split)
     overrides = {"model.convnext": CONVNEXT, "train.augment": NO_AUGMENT, "train.class_balance": "none"}
     _, _, single_losses = train_and_evaluate(prepared, 1, "convnext", **overrides)
-    single = pd.read_csv(prepared / "reports" / "evaluate" / "full" / "convnext" / "predictions.csv")
+    single = pd.read_csv(evaluation_files(prepared, "convnext", "full").predictions)
     _, _, double_losses = train_and_evaluate(prepared, 2, "convnext", **overrides)
-    double = pd.read_csv(prepared / "reports" / "evaluate" / "full" / "convnext" / "predictions.csv")
+    double = pd.read_csv(evaluation_files(prepared, "convnext", "full").predictions)
     columns = [c for c in single.columns if c.startswith("p_")]
     assert max(abs(a - b) for a, b in zip(single_losses, double_losses, strict=True)) < TOLERANCE_LOSS
     assert (single[columns] - double[columns]).abs().max().max() < TOLERANCE_P
@@ -101,6 +114,6 @@ def test_two_gloo_processes_learn_what_one_learns(prepared):
 def test_a_batch_that_processes_cannot_share_is_refused(prepared):
     write_params(prepared, tiny_params(**{"train.batch_size": 9, "train.processes": 2}))
     with pytest.raises(SystemExit) as refused:
-        run_stage("train", "--model", "resnet18", "--dataset", "full")
+        run_stage("train", *train_arguments(prepared, "resnet18", "full"))
     assert "batch_size 9 must be a multiple of processes 2" in str(refused.value)
-    assert not model_file("full", "resnet18").exists()
+    assert not checkpoint_path(prepared, "full", "resnet18").exists()

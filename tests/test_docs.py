@@ -104,15 +104,27 @@ def test_a_block_is_rewritten_from_the_summary_and_names_its_table(tmp_path):
 def test_cxr_docs_check_names_the_stale_page_and_cxr_docs_fixes_it(tmp_path, monkeypatch, capsys):
     from cxr import cli
 
-    (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "summary.md").write_text(SUMMARY)
+    # The summary is wherever dvc.yaml's report stage writes it, here not where the repository's does.
+    (tmp_path / "dvc.yaml").write_text("stages:\n  report:\n    cmd: python stages/report.py --summary results/summary.md\n")
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text("<!-- reports/summary.md: Classification -->\n| old |\n<!-- end -->\n")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["docs", "--check"]) == 1
-    assert "README.md; run `cxr docs`" in capsys.readouterr().err
+    assert "error: results/summary.md not found: run `dvc repro`" in capsys.readouterr().err
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "summary.md").write_text(SUMMARY)
+    assert cli.main(["docs", "--check"]) == 1
+    assert "tables older than results/summary.md in: README.md; run `cxr docs`" in capsys.readouterr().err
     assert cli.main(["docs"]) == 0 and cli.main(["docs", "--check"]) == 0
     assert "| full | 0.500 |" in (tmp_path / "README.md").read_text()
+
+
+def test_cxr_docs_outside_a_checkout_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    from cxr import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["docs", "--check"]) == 1
+    assert capsys.readouterr().err == "error: no dvc.yaml here: run this in the repository's root folder\n"
 
 
 def test_the_graph_has_a_box_per_stage_family_and_no_arrow_a_path_implies(tmp_path):

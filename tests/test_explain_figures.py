@@ -11,7 +11,6 @@ import pytest
 import yaml
 from PIL import Image
 
-from cxr import paths
 from cxr.explain.figures import (
     panel_rows,
     shared_image,
@@ -19,10 +18,11 @@ from cxr.explain.figures import (
     write_cross_model_figure,
     write_zones_figure,
 )
-from cxr.explain.results import Explanations
+from cxr.explain.results import Explanations, explanation_file
 from cxr.anatomy.lungs import ZONES
+from cxr.metrics.outputs import EvaluationFiles
 from cxr.report.summary import explanations_table, summary_table, zone_class, zones_table
-from tests.conftest import run_stage, tiny_params, write_params
+from tests.conftest import evaluation_files, run_stage, tiny_params, write_params
 
 CLASSES = ["COVID-19", "Pneumonia", "Normal"]
 SIZE = 48
@@ -95,6 +95,7 @@ def test_one_compact_panel_per_class_with_explained_images(explained, tmp_path):
     written = write_class_panels(explained, tmp_path, title="resnet18 on full: gradcam at layer3 (7x7)")
     # Normal has no explained image: no panel for it.
     assert written == [tmp_path / "panel_covid19.png", tmp_path / "panel_pneumonia.png"]
+    assert written == [explanation_file(tmp_path, name) for name in ("COVID-19", "Pneumonia")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["panel_covid19.png", "panel_pneumonia.png"]
     four_rows, two_rows = png(written[0]), png(written[1])
     assert four_rows.width == two_rows.width and 300 < four_rows.width < 1000
@@ -253,23 +254,52 @@ def test_summary_table_keeps_its_format():
         "| full | resnet18 | 0.849 [0.774, 0.914] | 0.847 [0.767, 0.913] | n/a | 0.098 | 93 |"]
 
 
+# The folders and files dvc.yaml's report stage is given, relative to the test's folder (its working directory).
+REPORT_INPUTS = {"classify": "metrics/classify", "cross": "metrics/cross", "explain-metrics": "metrics/explain",
+                 "segment-metrics": "metrics/segment", "audits": "metrics/data", "sources": "reports/data/sources",
+                 "views": "reports/data/views", "evaluations": "reports/evaluate", "cross-evaluations": "reports/cross",
+                 "train-logs": "reports/train", "explanations": "reports/explain", "segment-reports": "reports/segment"}
+REPORT_OUTPUTS = {"summary": "reports/summary.md", "headline": "metrics/headline.json", "page": "reports/index.html",
+                  "cards": "reports/cards", "comparison-figure": "reports/comparison.png",
+                  "explanations-figure": "reports/explanations.png", "zones-figure": "reports/zones.png"}
+SUMMARY, PAGE, CARDS = (Path(REPORT_OUTPUTS[option]) for option in ("summary", "page", "cards"))
+FIGURES = [Path(REPORT_OUTPUTS[f"{name}-figure"]) for name in ("comparison", "explanations", "zones")]
+
+
+def run_report() -> None:
+    run_stage("report", *(word for option, path in {**REPORT_INPUTS, **REPORT_OUTPUTS}.items() for word in (f"--{option}", path)))
+
+
+def evaluated(trained_on: str, model: str, tested_on: str | None = None) -> EvaluationFiles:
+    """The files the evaluate stage (or the crosstest on `tested_on`) writes for `model`."""
+    return evaluation_files(Path(), model, trained_on, None if tested_on == trained_on else tested_on)
+
+
+def explain_metrics_path(dataset: str, model: str) -> Path:
+    return Path(REPORT_INPUTS["explain-metrics"]) / dataset / f"{model}.json"
+
+
+def explanation_folder(dataset: str, model: str) -> Path:
+    return Path(REPORT_INPUTS["explanations"]) / dataset / model
+
+
 def write_report_inputs(params: dict) -> None:
     """Every file the report stage reads, as the evaluate, crosstest and explain stages would leave them."""
     runs = runs_sharing_a_sample()
     for dataset in params["datasets"]:
         for model in params["models"]:
-            for path, data in ((paths.metrics_file(dataset, model), classify_metrics()),
-                               (paths.explain_metrics_file(dataset, model), explain_metrics())):
+            for path, data in ((evaluated(dataset, model).metrics, classify_metrics()),
+                               (explain_metrics_path(dataset, model), explain_metrics())):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(data))
-            paths.explain_dir(dataset, model).mkdir(parents=True)
-            runs[dataset, model].save(paths.explain_maps_file(dataset, model))
+            explanation_folder(dataset, model).mkdir(parents=True)
+            runs[dataset, model].save(explanation_file(explanation_folder(dataset, model)))
     classes = params["classes"]
     tested = [(d, d, m) for d in params["datasets"] for m in params["models"]]
     tested += [(t["trained_on"], t["tested_on"], m) for t in params["cross_tests"] for m in params["models"]]
     for trained_on, tested_on, model in tested:
-        for path, data in ((paths.metrics_file(trained_on, model, tested_on), classify_metrics()),
-                           (paths.confusion_file(trained_on, model, tested_on),
+        for path, data in ((evaluated(trained_on, model, tested_on).metrics, classify_metrics()),
+                           (evaluated(trained_on, model, tested_on).confusion,
                             [{"actual": c, "predicted": p} for c in classes for p in classes])):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data))
@@ -277,50 +307,53 @@ def write_report_inputs(params: dict) -> None:
         counts = {split: {c: 3 for c in classes} for split in ("train", "val", "test")}
         view = {"source": "synthetic", "view": dataset, "image_size": 48, "images_kept": 27, "images_skipped": 0,
                 "counts": counts}
-        paths.view_report_file(dataset).parent.mkdir(parents=True, exist_ok=True)
-        paths.view_report_file(dataset).write_text(json.dumps(view))
+        view_report = Path(REPORT_INPUTS["views"]) / f"{dataset}.json"
+        view_report.parent.mkdir(parents=True, exist_ok=True)
+        view_report.write_text(json.dumps(view))
         for model in params["models"]:
-            paths.train_summary_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
-            paths.train_summary_file(dataset, model).write_text(json.dumps({"best": {"epoch": 1, "val_macro_f1": 0.5}}))
+            train_log = Path(REPORT_INPUTS["train-logs"]) / dataset / model  # dvclive's folder
+            train_log.mkdir(parents=True, exist_ok=True)
+            (train_log / "metrics.json").write_text(json.dumps({"best": {"epoch": 1, "val_macro_f1": 0.5}}))
             md5 = hashlib.md5(f"{dataset}/{model} weights".encode()).hexdigest()
-            paths.checkpoint_record_file(dataset, model).parent.mkdir(parents=True, exist_ok=True)
-            paths.checkpoint_record_file(dataset, model).write_text(json.dumps({"md5": md5}))
-            curves = paths.train_curves_dir(dataset, model)
+            evaluated(dataset, model).checkpoint_record.parent.mkdir(parents=True, exist_ok=True)
+            evaluated(dataset, model).checkpoint_record.write_text(json.dumps({"md5": md5}))
+            curves = train_log / "plots" / "metrics"
             for name in ("train/loss", "val/loss", "val/macro_f1"):
                 (curves / f"{name}.tsv").parent.mkdir(parents=True, exist_ok=True)
                 (curves / f"{name}.tsv").write_text("step\tvalue\n0\t0.9\n1\t0.5\n")
-            roc = paths.roc_dir(dataset, model)
+            roc = evaluated(dataset, model).roc
             roc.mkdir(parents=True, exist_ok=True)
             (roc / "covid19.json").write_text(json.dumps([{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}]))
     probe = params["probe"]
     for model in probe["models"]:
         for dataset in probe["datasets"]:
-            for path, data in ((paths.metrics_file(dataset, model), classify_metrics()),
-                               (paths.explain_metrics_file(dataset, model), explain_metrics())):
+            for path, data in ((evaluated(dataset, model).metrics, classify_metrics()),
+                               (explain_metrics_path(dataset, model), explain_metrics())):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(data))
         for test in probe["cross_tests"]:
-            path = paths.metrics_file(test["trained_on"], model, test["tested_on"])
+            path = evaluated(test["trained_on"], model, test["tested_on"]).metrics
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(classify_metrics()))
     audit = {"baseline_accuracy": 0.35, "baseline_accuracy_ci_low": 0.25, "baseline_accuracy_ci_high": 0.45,
              "baseline_macro_f1": 0.34, "baseline_macro_f1_ci_low": 0.24, "baseline_macro_f1_ci_high": 0.44,
              "chance_accuracy": 0.33, "chance_macro_f1": 0.17, "test_images": 93, "shortcut_flags": 0}
     for source in {params["dataset"][name]["source"] for name in [*params["datasets"], *probe["datasets"]]}:
-        paths.source_audit_file(source).parent.mkdir(parents=True, exist_ok=True)
-        paths.source_audit_file(source).write_text(json.dumps(audit))
+        (Path(REPORT_INPUTS["audits"]) / f"{source}.json").parent.mkdir(parents=True, exist_ok=True)
+        (Path(REPORT_INPUTS["audits"]) / f"{source}.json").write_text(json.dumps(audit))
     for source, entry in params["source"].items():  # the index's data report: the report names path and layout
-        paths.source_report_file(source).parent.mkdir(parents=True, exist_ok=True)
-        paths.source_report_file(source).write_text(json.dumps({"path": entry["path"], "layout": "class-folders"}))
+        (Path(REPORT_INPUTS["sources"]) / f"{source}.json").parent.mkdir(parents=True, exist_ok=True)
+        (Path(REPORT_INPUTS["sources"]) / f"{source}.json").write_text(json.dumps({"path": entry["path"], "layout": "class-folders"}))
     segmentation = {"dice": 0.95, "dice_ci_low": 0.94, "dice_ci_high": 0.96, "iou": 0.9, "iou_ci_low": 0.89,
                     "iou_ci_high": 0.91, "mask_map50": 0.995, "mask_map50_95": 0.8, "plausible": 1.0, "empty": 0,
                     "more_than_two": 1, "touches_border": 2, "images": 10, "images_with_truth": 9}
     for dataset in params["segment"]["evaluate_on"]:
-        for path, data in ((paths.segment_metrics_file(dataset), segmentation),
-                           (paths.segment_interpretation_file(dataset), {"attention_lung_lift": 2.5, "uncertainty_on_border": 0.6})):
+        segment_metrics = Path(REPORT_INPUTS["segment-metrics"])  # the segment_evaluate and segment_explain stages'
+        for path, data in ((segment_metrics / "evaluate" / f"{dataset}.json", segmentation),
+                           (segment_metrics / "explain" / f"{dataset}.json", {"attention_lung_lift": 2.5, "uncertainty_on_border": 0.6})):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data))
-        for figure in (paths.segment_gallery_file(dataset), paths.segment_zones_file(dataset)):
+        for figure in (Path(REPORT_INPUTS["segment-reports"]) / dataset / name for name in ("gallery.png", "zones.png")):
             figure.parent.mkdir(parents=True, exist_ok=True)
             Image.new("L", (8, 8)).save(figure)
 
@@ -329,8 +362,8 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     params = tiny_params(models=MODELS, datasets=DATASETS)
     write_params(workdir, params)
     write_report_inputs(params)
-    run_stage("report")
-    summary = paths.SUMMARY_FILE.read_text()
+    run_report()
+    summary = SUMMARY.read_text()
     assert summary.count("| layer3 (7x7) | 0.412 [0.350, 0.470] |") == 4
     assert "| Abougazia et al. 2021 | COVID-19 patients | - | 0.11 | 0.48 | 0.87 | - | 0.70 |" in summary
     assert summary.count("| 0.100 | 0.400 | 0.700 | 0.250 | 0.900 |") == 4
@@ -343,15 +376,14 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     assert "| synthetic | 0.350 [0.250, 0.450] | 0.330 | 0.340 [0.240, 0.440] | 0.170 | 0 | 93 |" in summary
     assert ("| resnet18 | synthetic | 0.849 [0.774, 0.914] (full) | 0.849 [0.774, 0.914] (lungs) "
             "| 0.849 [0.774, 0.914] (outside) |") in summary
-    figures = [paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE]
-    assert all(png(path).width > 0 for path in figures)
-    assert colour_blocks(paths.EXPLANATIONS_FIGURE) == [4, 4, 4]
-    cards = sorted(paths.CARDS_DIR.iterdir())
+    assert all(png(path).width > 0 for path in FIGURES)
+    assert colour_blocks(Path(REPORT_OUTPUTS["explanations-figure"])) == [4, 4, 4]
+    cards = sorted(CARDS.iterdir())
     assert [card.name for card in cards] == sorted(f"{m}-{d}.md" for d in DATASETS for m in MODELS)
-    page = paths.INDEX_FILE.read_text()
+    page = PAGE.read_text()
     assert page.count("<figure>") == page.count("<figcaption>") and 'id="shortcut"' in page and 'id="audit"' in page
     assert '<p class="banner">Synthetic data only. Sources: synthetic: synthetic films written by' in page
-    card = (paths.CARDS_DIR / "densenet161-full.md").read_text()
+    card = (CARDS / "densenet161-full.md").read_text()
     _, header, body = card.split("---\n", 2)
     assert body.splitlines()[3].startswith("> **Synthetic data only. Sources: synthetic:")
     # Which checkpoint it is: the MD5 dvc.lock records, also on the page.
@@ -369,29 +401,29 @@ def test_report_stage_writes_the_explanation_tables_and_figures(workdir):
     # Its best epoch is its last (1 of 1): the card says it may still improve.
     assert "- Best epoch 1 of 1 by validation macro-F1 (0.500): the last one, so it may still improve" in card
     assert "### Shortcut audit of its source" in card and "resnet18 on the outside view 0.849 [0.774, 0.914]" in card
-    first = [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]]
-    run_stage("report")
-    assert [path.read_bytes() for path in figures + [paths.INDEX_FILE, *cards]] == first, "the same bytes again"
+    first = [path.read_bytes() for path in [*FIGURES, PAGE, *cards]]
+    run_report()
+    assert [path.read_bytes() for path in [*FIGURES, PAGE, *cards]] == first, "the same bytes again"
 
 
 def test_report_stage_names_a_missing_explanation(workdir):
     params = tiny_params(models=MODELS, datasets=DATASETS)
     write_params(workdir, params)
     write_report_inputs(params)
-    paths.explain_maps_file("lungs", "densenet161").unlink()
+    explanation_file(explanation_folder("lungs", "densenet161")).unlink()
     with pytest.raises(SystemExit, match=r"reports/explain/lungs/densenet161/maps.npz not found.*dvc repro"):
-        run_stage("report")
-    assert not paths.SUMMARY_FILE.exists()
+        run_report()
+    assert not SUMMARY.exists()
 
 
 def test_report_stage_names_a_missing_confusion_matrix_before_writing_anything(workdir):
     params = tiny_params(models=MODELS, datasets=DATASETS)
     write_params(workdir, params)
     write_report_inputs(params)
-    paths.confusion_file("full", "resnet18", "hospital2_full").unlink()
+    evaluated("full", "resnet18", "hospital2_full").confusion.unlink()
     with pytest.raises(SystemExit, match=r"reports/cross/full-on-hospital2_full/resnet18/confusion.json not found"):
-        run_stage("report")
-    assert not paths.SUMMARY_FILE.exists() and not paths.INDEX_FILE.exists() and not paths.CARDS_DIR.exists()
+        run_report()
+    assert not SUMMARY.exists() and not PAGE.exists() and not CARDS.exists()
 
 
 def test_the_comparison_figure_draws_each_sources_chance_level(tmp_path):

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from PIL import Image
 
 import cxr.io.sources as sources
 from cxr.cli import main as cxr
-from cxr.data.index import SourceIndexError, build_index, write_index
+from cxr.data.index import SourceIndexError, build_index, index_file, write_index
 from cxr.data.params import IndexParams, PrepareParams, SourceParams
 from cxr.io.images import decode_image
 from cxr.io.pixels import UnreadableImage
@@ -30,8 +31,8 @@ from cxr.models.checkpoints import save_checkpoint
 from cxr.models.params import ModelParams
 from cxr.models.registry import WeightsError, build_model, read_state_dict
 from cxr.params import Device, stage_params
-from cxr.paths import index_file
 from cxr.segment.train import SegmenterError, read_ultralytics_file
+from tests.conftest import REPO
 from tests.standins import CLASSES, INDEX, class_folders_tree, dicom, write_folder, write_zip
 
 FILM = (np.add.outer(np.arange(64), np.arange(64)) * 16).astype(np.uint16)  # a 12-bit gradient
@@ -126,6 +127,7 @@ CHECKPOINT_CASES = [
 def test_a_checkpoint_that_cannot_be_trusted_is_refused_in_one_line(case, name, change, reason, checkpoint, tmp_path,
                                                                     monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "dvc.yaml", tmp_path)  # in a checkout, whose train stage says where each dataset's models lie
     film = tmp_path / "film.png"
     Image.fromarray((FILM // 16).astype(np.uint8)).save(film)
     bad = _changed(checkpoint, Path(name), change)
@@ -159,7 +161,8 @@ def test_a_pickle_that_runs_code_is_refused_as_unsafe_and_nothing_runs(where, ch
     if where == "classifier":
         model = _malicious(tmp_path / "evil.pt", marker, lambda payload: {"format": 1, "meta": payload})
         args = ["--model", str(model), "--no-segmenter"]
-    else:  # planted where predict looks for the segmenter by default, next to a plain full-view model
+    else:  # planted where predict looks for the segmenter by default in a checkout, next to a plain full-view model
+        shutil.copy(REPO / "dvc.yaml", tmp_path)
         _malicious(tmp_path / "models/segment/segmenter.pt", marker, lambda payload: {"model": payload, "cxr": {}})
         args = ["--model", str(checkpoint)]
     code = cxr(["predict", str(film), *args])
@@ -229,15 +232,14 @@ def test_a_file_above_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
         sources.read_file(film)
 
 
-def test_a_file_name_that_is_not_utf8_is_skipped_and_the_index_written(tmp_path, monkeypatch):
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_index_written(tmp_path):
     folder = write_folder(class_folders_tree(n=4), tmp_path / "films")
     (folder / "Normal").joinpath(os.fsdecode(b"caf\xe9.png")).write_bytes(_png_bytes())
     built = _index(folder)
     odd = [row for row in built.rows if row["status"] == "unusable file name"]
     assert len(odd) == 1 and odd[0]["name"] == "Normal/caf\\xe9.png" and "rename" in odd[0]["detail"]
-    monkeypatch.chdir(tmp_path)
-    write_index("src", built)  # the CSV write that crashed
-    assert "caf\\xe9.png" in (tmp_path / index_file("src")).read_text(encoding="utf-8")
+    write_index(tmp_path / "index", tmp_path / "report.json", built)  # the CSV write that crashed
+    assert "caf\\xe9.png" in index_file(tmp_path / "index").read_text(encoding="utf-8")
 
 
 def test_a_folder_that_cannot_be_listed_stops_the_index_by_name(tmp_path, monkeypatch):

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import ast
 import os
+import shlex
 import subprocess
+from dataclasses import dataclass
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from cxr import paths
 from tests.conftest import LONGEST_FIRST, REPO, default_params
 
 SRC = REPO / "src"
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
-# Not dependencies of any stage: cxr/__init__.py holds only a docstring, and the paths in cxr/paths.py are
-# declared in dvc.yaml itself (test_declared_outputs_are_the_paths_the_code_writes keeps the two equal).
-NOT_DEPENDENCIES = {"src/cxr/__init__.py", "src/cxr/paths.py"}
+# No dependency of any stage: cxr/__init__.py holds only a docstring.
+NOT_DEPENDENCIES = {"src/cxr/__init__.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -94,6 +94,9 @@ def test_declared_code_dependencies_are_what_the_entry_point_imports(name, stage
     script = ENTRY_POINTS.get(name, name)
     entry_point = REPO / "stages" / f"{script}.py"
     assert f"python stages/{script}.py" in stage["cmd"]
+    # A stage is given its paths by its command (test_each_stage_is_given_every_path_it_declares); cxr.paths
+    # reads dvc.yaml for the command-line tools.
+    assert SRC / "cxr" / "paths.py" not in project_files(entry_point)
     imported = {dependency_of(path) for path in project_files(entry_point)} - NOT_DEPENDENCIES - {None}
     declared = {dep for dep in stage["deps"] if dep.startswith(("stages/", "src/"))}
     assert declared == imported, (f"stage {name}: declare {sorted(imported - declared)}, "
@@ -206,110 +209,102 @@ def test_stages_folder_holds_only_entry_points():
         sorted({f"{ENTRY_POINTS.get(name, name)}.py" for name in DVC_YAML["stages"]})
 
 
-def resolved_stages():
+@dataclass(frozen=True)
+class ResolvedStage:
+    cmd: str
+    outs: set[str]
+    deps: set[str]
+    params: list[str]  # the params keys it declares
+
+
+def resolved_stages() -> dict[str, ResolvedStage]:
     from dvc.repo import Repo
 
     with Repo(str(REPO)) as repo:
-        return {stage.addressing: ({out.def_path for out in stage.outs}, {dep.def_path for dep in stage.deps})
+        return {stage.addressing: ResolvedStage(
+                    stage.cmd, {out.def_path for out in stage.outs},
+                    {dep.def_path for dep in stage.deps if dep.def_path != "params.yaml"},
+                    [key for dep in stage.deps if dep.def_path == "params.yaml" for key in dep.params])
                 for stage in repo.index.stages}
 
 
-def expected_paths(address: str, params: dict) -> tuple[set[Path], set[Path]]:
-    """(outputs, data inputs) of one resolved stage, as the code names them."""
-    name, _, item = address.partition("@")
-    if name == "generate":
-        return {Path(params["generate"][item]["out_dir"]), Path(params["generate"][item]["shortcut_dir"])}, set()
-    if name == "generate_radiography":
-        return {Path(params["generate_radiography"][item]["out_zip"])}, set()
-    if name == "index":
-        return ({paths.index_dir(item), paths.source_report_file(item), paths.source_audit_file(item)},
-                {Path(params["source"][item]["path"])})
-    if name == "prepare":
-        return {paths.prepared_dir(item), paths.view_report_file(item)}, {paths.index_dir(params["dataset"][item]["source"])}
-    if name == "prepare_segmented":
-        return ({paths.prepared_dir(item), paths.view_report_file(item)},
-                {paths.index_dir(params["segmented_dataset"][item]["source"]), paths.SEGMENTER_FILE})
-    if name == "segment_export":
-        return {paths.segment_export_dir(item)}, {paths.prepared_dir(item)}
-    if name == "segment_train":
-        return {paths.SEGMENTER_FILE, paths.SEGMENT_TRAIN_SUMMARY, paths.SEGMENT_TRAIN_CURVES}, {paths.SEGMENT_EXPORTS}
-    if name == "segment_evaluate":
-        return ({paths.segment_metrics_file(item), paths.segment_predictions_file(item)},
-                {paths.SEGMENTER_FILE, paths.split_dir(item, "test"), paths.view_file(item)})
-    if name == "segment_explain":
-        return ({paths.segment_interpretation_file(item), paths.segment_gallery_file(item), paths.segment_zones_file(item)},
-                {paths.SEGMENTER_FILE, paths.split_dir(item, "test"), paths.segment_metrics_file(item),
-                 paths.segment_predictions_file(item)})
-    if name == "report":
-        return ({paths.SUMMARY_FILE, paths.HEADLINE_FILE, paths.COMPARISON_FIGURE, paths.EXPLANATIONS_FIGURE, paths.ZONES_FIGURE,
-                 paths.INDEX_FILE, paths.CARDS_DIR},
-                {paths.metrics_file("x", "y").parent.parent, paths.metrics_file("x", "y", "z").parent.parent,
-                 paths.explain_metrics_file("x", "y").parent.parent, paths.explain_dir("x", "y").parent.parent,
-                 paths.segment_metrics_file("x").parent.parent, paths.view_report_file("x").parent,
-                 paths.source_audit_file("x").parent, paths.source_report_file("x").parent,
-                 paths.evaluation_dir("x", "y").parent.parent, paths.evaluation_dir("x", "y", "z").parent.parent,
-                 paths.train_log_dir("x", "y").parent.parent, paths.segment_report_dir("x").parent})
-    # A probe stage is its grid stage over the probe's lists.
-    grid = params["probe"] if name.startswith("probe_") else params
-    name = name.removeprefix("probe_")
-    if name in ("evaluate", "crosstest"):
-        # Every model of the grid in one stage: the folders that hold each model's files, and the figures' data
-        # of all of them.
-        if name == "crosstest":
-            test = next(t for i, t in enumerate(grid["cross_tests"]) if item == f"test{i}")
-            dataset, tested_on = test["trained_on"], test["tested_on"]
-        else:
-            dataset = tested_on = next(d for d in grid["datasets"] if item == d)
-        owned = {(paths.metrics_file(dataset, model, tested_on).parent, paths.evaluation_dir(dataset, model, tested_on).parent,
-                  paths.model_file(dataset, model).parent) for model in grid["models"]}
-        assert len(owned) == 1, owned
-        metrics_dir, evaluation_dir, models_dir = owned.pop()
-        plots = paths.evaluation_plots_dir(dataset, tested_on)
-        return ({metrics_dir, evaluation_dir, plots / "roc.json", plots / "confusion.json"},
-                {models_dir, paths.split_dir(tested_on, "test"), paths.view_file(tested_on)})
-    model, dataset = next((m, d) for m in grid["models"] for d in grid["datasets"] if item == f"{m}-{d}")
-    if name == "train":
-        return ({paths.model_file(dataset, model), paths.train_summary_file(dataset, model),
-                 paths.train_curves_dir(dataset, model)},
-                {paths.split_dir(dataset, "train"), paths.split_dir(dataset, "val"), paths.view_file(dataset)})
-    if name == "explain":
-        return ({paths.explain_metrics_file(dataset, model), paths.explain_dir(dataset, model)},
-                {paths.model_file(dataset, model), paths.split_dir(dataset, "test"), paths.view_file(dataset),
-                 paths.predictions_file(dataset, model)})
-    raise AssertionError(f"no expected paths for stage {address}")
+# Options that name params entries; every other option of a stage's command is a path.
+NAME_OPTIONS = {"--name", "--source", "--dataset", "--model", "--models-of", "--tested-on"}
 
 
-def test_declared_outputs_are_the_paths_the_code_writes():
+def command_paths(cmd: str) -> set[Path]:
+    words = shlex.split(cmd)
+    return {Path(value) for option, value in zip(words, words[1:])
+            if option.startswith("--") and option not in NAME_OPTIONS and not value.startswith("--")}
+
+
+def params_strings(params: dict, keys: list[str]) -> set[Path]:
+    """Every string value under the given params keys (a source's path, a generator's output folder)."""
+    found, todo = set(), []
+    for key in keys:
+        node = params
+        for part in key.split("."):
+            node = node[part]
+        todo.append(node)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            todo += node.values()
+        elif isinstance(node, list):
+            todo += node
+        elif isinstance(node, str):
+            found.add(Path(node))
+    return found
+
+
+def within(path: Path, folders: set[Path]) -> bool:
+    return bool({path, *path.parents} & folders)
+
+
+def test_each_stage_is_given_every_path_it_declares():
+    """dvc.yaml is the one place that names the pipeline's files: each stage's command passes the paths it reads
+    and writes, and declares exactly those. An output the command does not name would be written where the code
+    alone decides; a path it names but does not declare would be read untracked or written unseen by DVC."""
     params = default_params()
-    stages = resolved_stages()
-    # Every entry params names has its stage: a run per model and dataset (and per probe), a cross test per model
-    # and entry, an index per source, a view per dataset, the segmenter's evaluations, each generator's output.
-    declared = {Path(out) for outs, _ in stages.values() for out in outs}
+    for address, stage in resolved_stages().items():
+        given = command_paths(stage.cmd)
+        data_deps = {Path(dep) for dep in stage.deps if not dep.startswith(("stages/", "src/"))}
+        outs = {Path(out) for out in stage.outs}
+        from_params = params_strings(params, stage.params)  # a raw source, a generator's output folder
+        assert {p for p in outs if not within(p, given) and p not in from_params} == set(), address
+        assert {p for p in data_deps if not within(p, given) and p not in from_params} == set(), address
+        # A folder given may be declared through the files in it (a split of a prepared dataset, a log's summary).
+        assert {p for p in given if not any(within(q, {p}) for q in outs | data_deps)} == set(), address
+
+
+def test_every_params_entry_has_its_stages():
+    """What runs follows from params: a run per model and dataset (and per probe), a cross test per entry, an
+    index per source, a view per dataset, the segmenter's exports and evaluations, each generator's output."""
+    params = default_params()
     probe = params["probe"]
-    wanted = ({paths.model_file(d, m) for grid in (params, probe) for m in grid["models"] for d in grid["datasets"]}
-              | {paths.metrics_file(t["trained_on"], m, t["tested_on"]) for grid in (params, probe)
-                 for m in grid["models"] for t in grid["cross_tests"]}
-              | {paths.index_dir(name) for name in params["source"]}
-              | {paths.prepared_dir(name) for name in [*params["dataset"], *params["segmented_dataset"]]}
-              | {paths.segment_export_dir(name) for name in params["segment"]["train_on"]}
-              | {paths.segment_gallery_file(name) for name in params["segment"]["evaluate_on"]}
-              | {Path(entry["out_dir"]) for entry in params["generate"].values()}
-              | {Path(entry["out_zip"]) for entry in params["generate_radiography"].values()}
-              | {paths.SEGMENTER_FILE, paths.INDEX_FILE})
-    assert {path for path in wanted if not ({path, *path.parents} & declared)} == set()  # a file, or in a folder out
-    for address, (outs, deps) in stages.items():
-        expected_outs, expected_inputs = expected_paths(address, params)
-        assert {Path(p) for p in outs} == expected_outs, address
-        data_deps = {Path(p) for p in deps if not p.startswith(("stages/", "src/")) and p != "params.yaml"}
-        assert data_deps == expected_inputs, address
+    expected = ({f"generate@{name}" for name in params["generate"]}
+                | {f"generate_radiography@{name}" for name in params["generate_radiography"]}
+                | {f"index@{name}" for name in params["source"]}
+                | {f"prepare@{name}" for name in params["dataset"]}
+                | {f"prepare_segmented@{name}" for name in params["segmented_dataset"]}
+                | {f"segment_export@{name}" for name in params["segment"]["train_on"]}
+                | {f"{step}@{name}" for step in ("segment_evaluate", "segment_explain")
+                   for name in params["segment"]["evaluate_on"]}
+                | {"segment_train", "report"})
+    for prefix, grid in (("", params), ("probe_", probe)):
+        expected |= {f"{prefix}{step}@{model}-{dataset}" for step in ("train", "explain")
+                     for model in grid["models"] for dataset in grid["datasets"]}
+        expected |= {f"{prefix}evaluate@{dataset}" for dataset in grid["datasets"]}
+        expected |= {f"{prefix}crosstest@test{index}" for index in range(len(grid["cross_tests"]))}
+    assert set(resolved_stages()) == expected
 
 
 def test_no_dependency_shares_its_name_with_a_params_key():
     """`dvc exp show` keys params and dependencies in one set of columns: a folder named as a params key (`models`)
     overwrites that column with its hash, and `--keep`/`--sort-by` on such a table fails with a KeyError."""
     names = set(default_params())
-    for address, (_, deps) in resolved_stages().items():
-        assert not names & set(deps), address
+    for address, stage in resolved_stages().items():
+        assert not names & stage.deps, address
 
 
 def test_every_params_key_is_read_by_some_stage():
@@ -325,10 +320,12 @@ def test_the_registry_names_every_trained_model():
     """dvc.yaml's artifacts list each models x datasets checkpoint and the segmenter, at the paths the stages write."""
     params = default_params()
     artifacts = DVC_YAML["artifacts"]
-    expected = {f"{model.replace('_', '-')}-{dataset}": paths.model_file(dataset, model)
+    stages = resolved_stages()
+    expected = {f"{model.replace('_', '-')}-{dataset}": stages[f"train@{model}-{dataset}"]
                 for model in params["models"] for dataset in params["datasets"]}
-    expected["lung-segmenter"] = paths.SEGMENTER_FILE
-    assert {name: Path(entry["path"]) for name, entry in artifacts.items()} == expected
+    expected["lung-segmenter"] = stages["segment_train"]
+    assert {name: Path(entry["path"]) for name, entry in artifacts.items()} == \
+        {name: next(Path(out) for out in stage.outs if out.endswith(".pt")) for name, stage in expected.items()}
     assert all(entry["type"] == "model" and entry["desc"] and entry["labels"] for entry in artifacts.values())
 
 

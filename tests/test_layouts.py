@@ -481,11 +481,14 @@ def test_both_views_share_the_split(kind, workdir):
     tree, expected = views_tree()
     raw = write_folder(tree, workdir / "raw") if kind == "folder" else write_zip(tree, workdir / "raw.zip", "raw")
     built = index_of(raw)
-    write_index("src", built)
+    index = workdir / "data" / "index" / "src"
+    write_index(index, workdir / "reports" / "src.json", built)
     size = 32
     prepare = PrepareParams(image_size=size, lung_margin=0.05)
-    full_report = prepare_view("full", DatasetParams(source="src", view="full"), prepare, CLASSES)
-    lungs_report = prepare_view("lungs", DatasetParams(source="src", view="lungs"), prepare, CLASSES)
+    full_report, lungs_report = (
+        prepare_view(view, DatasetParams(source="src", view=view), prepare, CLASSES, index,
+                     workdir / "data" / "prepared" / view, workdir / "reports" / f"{view}.json")
+        for view in ("full", "lungs"))
 
     rows = by_name(built.rows)
     split_of: dict[str, dict[str, str]] = {"full": {}, "lungs": {}}

@@ -9,7 +9,7 @@ import pytest
 
 from cxr.cli.check import section_schemas
 from cxr.params import Classes, ParamsError, load_params
-from tests.conftest import REPO, default_params, tiny_params, write_params
+from tests.conftest import REPO, default_params, pipeline_arguments, tiny_params, write_params
 
 
 def every_section(params: dict) -> dict:
@@ -149,20 +149,20 @@ def test_a_typo_in_one_stage_section_does_not_stop_another_stage(workdir):
     params["train"]["epoch"] = 3  # train's problem, not generate's
     write_params(workdir, params)
     assert _stage(workdir, "generate.py", "--name", "synthetic").returncode == 0
-    result = _stage(workdir, "train.py", "--model", "resnet18", "--dataset", "full")
+    result = _stage(workdir, "train.py", *pipeline_arguments("train", model="resnet18", dataset="full"))
     assert result.returncode == 1 and "train.epoch: Extra inputs are not permitted" in result.stderr
 
 
 def test_stage_rejects_model_not_in_params(workdir):
     write_params(workdir, tiny_params())
-    result = _stage(workdir, "train.py", "--model", "vgg16", "--dataset", "full")
+    result = _stage(workdir, "train.py", *pipeline_arguments("train", model="vgg16", dataset="full"))
     assert result.returncode == 1
     assert "model.vgg16: missing" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_params_folder_stops_a_stage_with_one_line(workdir):
     (workdir / "params.yaml").mkdir()
-    result = _stage(workdir, "report.py")
+    result = _stage(workdir, "report.py", *pipeline_arguments("report"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("error: params.yaml is a folder, not a params file: remove it and restore "
                                      "params.yaml (`git checkout params.yaml`)")

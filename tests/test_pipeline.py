@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from cxr.paths import metrics_file
 from tests.conftest import (
     changed_stages,
     copy_repo,
@@ -117,9 +116,9 @@ def test_repro_builds_every_run_and_the_report(tiny_pipeline):
     shortcut_rows = [line for line in by_model if line.count("|") == 6 and "(outside)" not in line]
     assert len(shortcut_rows) == len(probe["models"]) == 1  # the shortcut experiment's
     for model in probe["models"]:
-        for tested_on in (None, shortcut["marker_free"]):
-            assert_within_intervals(json.loads((repo / metrics_file(shortcut["dataset"], model, tested_on)).read_text()),
-                                    f"probe {model} on {tested_on}")
+        for folder in (f"classify/{shortcut['dataset']}", f"cross/{shortcut['dataset']}-on-{shortcut['marker_free']}"):
+            assert_within_intervals(json.loads((repo / "metrics" / folder / f"{model}.json").read_text()),
+                                    f"probe {model} in {folder}")
         for dataset in probe["datasets"]:
             assert (repo / "metrics" / "explain" / dataset / f"{model}.json").is_file()
     # The shortcut audit: a row per source the trained datasets and probes read, and the outside probe beside the

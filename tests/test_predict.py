@@ -18,9 +18,18 @@ import torch
 from PIL import Image
 
 from cxr.cli import main as cxr
-from cxr.paths import predictions_file
 from cxr.predict.run import figure_stem
-from tests.conftest import run_stage, tiny_params, write_params
+from tests.conftest import (
+    REPO,
+    evaluate_arguments,
+    evaluation_files,
+    index_source,
+    prepare_view,
+    run_stage,
+    tiny_params,
+    train_arguments,
+    write_params,
+)
 from tests.standins import dicom
 
 
@@ -48,10 +57,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_raw: Path) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         write_params(root, tiny_params(**{"generate.synthetic.images_per_class": 12}))
-        for name, args in (("index", ["--source", "synthetic"]), ("prepare", ["--dataset", "full"]),
-                           ("train", ["--model", "resnet18", "--dataset", "full"]),
-                           ("evaluate", ["--model", "resnet18", "--dataset", "full"])):
-            run_stage(name, *args)
+        index_source(root, "synthetic")
+        prepare_view(root, "full")
+        run_stage("train", *train_arguments(root, "resnet18", "full"))
+        run_stage("evaluate", *evaluate_arguments(root, "resnet18", "full"))
+    # A checkout: its dvc.yaml says where the pipeline keeps each model and the segmenter.
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
 
 
@@ -71,7 +82,7 @@ def _predict(capsys, *args: str) -> tuple[int, dict]:
 
 def test_predict_gives_evaluates_probabilities_for_png_jpeg_and_dicom_films(trained, monkeypatch, capsys):
     monkeypatch.chdir(trained)
-    scored = pd.read_csv(predictions_file("full", "resnet18"))
+    scored = pd.read_csv(evaluation_files(trained, "resnet18", "full").predictions)
     assert {Path(name).suffix for name in scored["name"]} == {".png", ".jpg", ".dcm"}, "every format in the test split"
     films = [str(Path("data/raw/synthetic") / name) for name in scored["name"]]
     code, result = _predict(capsys, *films, "--model", "full/resnet18")
@@ -133,11 +144,12 @@ def test_models_by_name_and_what_is_missing(trained, monkeypatch, capsys):
         cxr(["predict", film, "--model", "resnet99"])
     assert cxr(["predict", film, "--model", "lungs/resnet18"]) == 2
     assert "models/lungs/resnet18.pt not found" in capsys.readouterr().err
+    pipeline = Path("dvc.yaml").read_text()
     Path("dvc.yaml").write_text("artifacts:\n  tiny-full:\n    path: models/full/resnet18.pt\n    type: model\n")
     try:
         code, result = _predict(capsys, film, "--model", "tiny-full")
     finally:
-        Path("dvc.yaml").unlink()
+        Path("dvc.yaml").write_text(pipeline)
     assert code == 0 and result["model"] == "models/full/resnet18.pt"
     # A lungs model cannot run without the segmenter that cuts the lungs out: it says so before reading any film.
     saved = torch.load("models/full/resnet18.pt", weights_only=True)
@@ -146,6 +158,26 @@ def test_models_by_name_and_what_is_missing(trained, monkeypatch, capsys):
     assert cxr(["predict", film, "--model", "models/lungs-view.pt"]) == 2
     error = capsys.readouterr().err
     assert "models/segment/segmenter.pt not found" in error and "segment_train" in error
+
+
+def test_where_a_checkpoint_lies_counts_in_a_checkout_only(trained, monkeypatch, capsys, tmp_path):
+    """In a checkout the folder the pipeline keeps a dataset's models in says which data a checkpoint was made for;
+    outside one, a model is given by its path, and its folder means nothing."""
+    monkeypatch.chdir(tmp_path)
+    film = str(sorted((trained / "data" / "raw" / "synthetic" / "Normal" / "images").glob("*.png"))[0])
+    (tmp_path / "models" / "lungs").mkdir(parents=True)
+    shutil.copy(trained / "models" / "full" / "resnet18.pt", tmp_path / "models" / "lungs" / "resnet18.pt")
+    shutil.copy(trained / "dvc.yaml", tmp_path / "dvc.yaml")
+    assert cxr(["predict", film, "--model", "lungs/resnet18", "--no-segmenter"]) == 2
+    assert "trained on full (full view) but lies in models/lungs/, where the pipeline keeps the models of lungs" in \
+        capsys.readouterr().err
+
+    (tmp_path / "dvc.yaml").unlink()
+    with pytest.raises(SystemExit, match="full/resnet18 names a model by where the pipeline trains it, but no dvc.yaml"):
+        cxr(["predict", film, "--model", "full/resnet18"])
+    code, result = _predict(capsys, film, "--model", "models/lungs/resnet18.pt")
+    assert code == 0 and result["model"] == "models/lungs/resnet18.pt" and result["trained_on"] == "full"
+    assert result["predictions"][0]["lungs"] is None, "no segmenter outside a checkout unless given"
 
 
 def _radiography(tmp_path: Path) -> tuple[Path, list[str], list[str]]:

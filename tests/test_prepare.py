@@ -16,10 +16,28 @@ from scipy.ndimage import binary_dilation
 from cxr.data import index
 from cxr.data.params import SplitParams
 from cxr.data.views import lung_box, make_view
-from cxr.io.arrays import SplitArrays
+from cxr.io.arrays import SplitArrays, split_dir
 from cxr.io.images import read_grayscale
-from cxr.paths import SPLITS, index_file, source_report_file, split_dir, view_file, view_report_file
-from tests.conftest import run_stage, tiny_params, write_params
+from cxr.io.view_spec import view_file
+from cxr.params import SPLITS
+from tests.conftest import index_source, prepare_view, run_stage, tiny_params, train_arguments, write_params
+
+
+# Where the stages write in the working directory: the paths dvc.yaml passes them (tests.conftest).
+def index_file(source: str) -> Path:
+    return index.index_file(Path("data/index") / source)
+
+
+def source_report_file(source: str) -> Path:
+    return Path("reports/data/sources") / f"{source}.json"
+
+
+def view_report_file(dataset: str) -> Path:
+    return Path("reports/data/views") / f"{dataset}.json"
+
+
+def prepared(dataset: str) -> Path:
+    return Path("data/prepared") / dataset
 
 
 @pytest.fixture
@@ -33,14 +51,14 @@ def raw(tiny_raw: Path, workdir: Path) -> Path:
 def _index(workdir: Path, **overrides) -> dict:
     """Indexes the synthetic source; returns its data report."""
     write_params(workdir, tiny_params(**overrides))
-    run_stage("index", "--source", "synthetic")
+    index_source(workdir, "synthetic")
     return json.loads(source_report_file("synthetic").read_text())
 
 
 def _view(workdir: Path, dataset: str, **overrides) -> dict:
     """Indexes the synthetic source and builds one view of it; returns the view report."""
     _index(workdir, **overrides)
-    run_stage("prepare", "--dataset", dataset)
+    prepare_view(workdir, dataset)
     return json.loads(view_report_file(dataset).read_text())
 
 
@@ -50,7 +68,7 @@ def _rows() -> pd.DataFrame:
 
 def _names(dataset: str) -> dict[str, str]:
     """image name -> split, from the view's split arrays."""
-    return {str(name): split for split in SPLITS for name in SplitArrays.load(split_dir(dataset, split)).names}
+    return {str(name): split for split in SPLITS for name in SplitArrays.load(split_dir(prepared(dataset), split)).names}
 
 
 def _film(width: int, height: int) -> Image.Image:
@@ -84,14 +102,14 @@ def test_bad_files_are_skipped_and_reported(raw, workdir):
     assert rows.loc["COVID-19/images/wrong_mask.png", "mask_status"].startswith("shape differs: mask 50x70, image 96x96")
     assert rows.loc["COVID-19/images/corrupt_mask.png", "mask_status"].startswith("unreadable")
     # ... so the full view keeps them and the lungs view skips them, each counting what it did.
-    run_stage("prepare", "--dataset", "lungs")
+    prepare_view(workdir, "lungs")
     lungs = json.loads(view_report_file("lungs").read_text())
     assert {entry["file"] for entry in lungs["skipped"]} == {
         "COVID-19/images/no_mask.png", "COVID-19/images/wrong_mask.png", "COVID-19/images/corrupt_mask.png"}
     assert lungs["skipped_by_reason"] == {"missing": 1, "shape differs": 1, "unreadable": 1}
     assert not set(reasons) & set(_names("lungs"))
     assert lungs["images_kept"] == len(_names("lungs")) == report["images_kept"] - 3
-    run_stage("prepare", "--dataset", "full")
+    prepare_view(workdir, "full")
     full = json.loads(view_report_file("full").read_text())
     assert full["images_skipped"] == 0 and full["images_without_mask"] == 3
     assert {"COVID-19/images/no_mask.png", "COVID-19/images/wrong_mask.png"} <= set(_names("full"))
@@ -108,10 +126,10 @@ def test_masks_of_another_size_are_resized_to_their_image(raw, workdir):
     assert _rows().loc["Normal/images/kaggle.png", "mask_status"] == "resized"
     assert report["lung_masks"]["Normal"]["resized"] == 1
     for view in ("full", "lungs"):
-        run_stage("prepare", "--dataset", view)
+        prepare_view(workdir, view)
         assert json.loads(view_report_file(view).read_text())["masks_resized"] == 1
         names = _names(view)
-        arrays = SplitArrays.load(split_dir(view, names["Normal/images/kaggle.png"]))
+        arrays = SplitArrays.load(split_dir(prepared(view), names["Normal/images/kaggle.png"]))
         mask = arrays.masks[list(arrays.names).index("Normal/images/kaggle.png")]
         # Two lungs, 160/256 of the height each, survive the resize to 299 px and the view's resampling.
         assert 0.15 < mask.mean() < 0.7
@@ -164,7 +182,7 @@ def test_split_arrays_are_aligned_and_lungs_view_is_black_outside_the_mask(raw, 
     _view(workdir, "lungs")
     total = 0
     for split in SPLITS:
-        arrays = SplitArrays.load(split_dir("lungs", split))
+        arrays = SplitArrays.load(split_dir(prepared("lungs"), split))
         assert isinstance(arrays.images, np.memmap), "splits are memory-mapped, not read into memory"
         assert arrays.images.dtype == np.uint8 and arrays.images.shape[1:] == (48, 48)
         assert arrays.masks.shape == arrays.images.shape and arrays.masks.dtype == bool
@@ -176,7 +194,7 @@ def test_split_arrays_are_aligned_and_lungs_view_is_black_outside_the_mask(raw, 
         assert [classes_index(rows.loc[str(name), "label"]) for name in arrays.names] == arrays.labels.tolist()
         total += len(arrays)
     assert total == (_rows()["status"] == "ok").sum()
-    assert json.loads(view_file("lungs").read_text()) == {"view": "lungs", "image_size": 48, "lung_margin": 0.05}
+    assert json.loads(view_file(prepared("lungs")).read_text()) == {"view": "lungs", "image_size": 48, "lung_margin": 0.05}
 
 
 def classes_index(label: str) -> int:
@@ -218,7 +236,14 @@ def test_a_view_refuses_raw_files_changed_since_indexing(raw, workdir):
     victim = sorted((raw / "Normal" / "images").glob("p*.png"))[0]
     _film(96, 96).save(victim)
     with pytest.raises(SystemExit, match=rf"Normal/images/{victim.name} changed since the source was indexed"):
-        run_stage("prepare", "--dataset", "full")
+        prepare_view(workdir, "full")
+
+
+def test_a_view_of_a_source_not_indexed_names_the_index_and_its_stage(raw, workdir):
+    write_params(workdir, tiny_params())
+    with pytest.raises(SystemExit, match=r"data/index/synthetic/index\.csv not found: run `dvc repro index@synthetic` first"):
+        prepare_view(workdir, "full")
+    assert not prepared("full").exists()
 
 
 def test_assign_splits_keeps_groups_whole_and_fractions_close():
@@ -282,7 +307,7 @@ def test_full_and_lungs_views_share_their_splits(raw, workdir):
     """Both views of one raw dataset must test on the same images, or their comparison is meaningless."""
     (raw / "Normal" / "masks" / sorted((raw / "Normal" / "masks").iterdir())[0].name).unlink()
     _view(workdir, "full")
-    run_stage("prepare", "--dataset", "lungs")
+    prepare_view(workdir, "lungs")
     full, lungs = _names("full"), _names("lungs")
     assert len(lungs) == len(full) - 1, "the lungs view skips the image without a mask, and only it"
     assert all(full[name] == split for name, split in lungs.items())
@@ -307,7 +332,7 @@ def test_a_zip_indexes_as_its_folder_does_serially_and_in_parallel(raw, workdir,
     report = _index(workdir, **{"source.synthetic.path": "data/raw/synthetic.zip", "workers": 2})
     assert index_file("synthetic").read_bytes() == serial
     assert report["kind"] == "zip" and report["images_skipped"] == 0 and report["root"] == "synthetic/"
-    run_stage("prepare", "--dataset", "lungs")
+    prepare_view(workdir, "lungs")
     assert len(_names("lungs")) == report["images_kept"]
 
 
@@ -316,10 +341,10 @@ def test_a_test_only_dataset_holds_every_usable_image_in_its_test_split(raw, wor
     report = _view(workdir, "full", **{"dataset.full": {"source": "synthetic", "view": "full", "test_only": True}})
     usable = (_rows()["status"] == "ok").sum()
     assert report["test_only"] and sum(report["counts"]["test"].values()) == usable
-    assert len(SplitArrays.load(split_dir("full", "train"))) == len(SplitArrays.load(split_dir("full", "val"))) == 0
+    assert len(SplitArrays.load(split_dir(prepared("full"), "train"))) == len(SplitArrays.load(split_dir(prepared("full"), "val"))) == 0
     assert len(_names("full")) == usable
     with pytest.raises(SystemExit, match=r"training split has no images of .*test_only dataset is an external test set"):
-        run_stage("train", "--model", "resnet18", "--dataset", "full")
+        run_stage("train", *train_arguments(workdir, "resnet18", "full"))
 
 
 def test_lungs_view_of_an_empty_mask_is_black():
@@ -352,12 +377,12 @@ def test_outside_view_skips_images_without_a_lung_mask(raw, workdir):
     params = tiny_params()
     params["dataset"]["outside"] = {"source": "synthetic", "view": "outside"}
     write_params(workdir, params)
-    run_stage("index", "--source", "synthetic")
-    run_stage("prepare", "--dataset", "full")
-    run_stage("prepare", "--dataset", "outside")
+    index_source(workdir, "synthetic")
+    prepare_view(workdir, "full")
+    prepare_view(workdir, "outside")
     full, outside = _names("full"), _names("outside")
     assert len(outside) == len(full) - 1 and all(full[name] == split for name, split in outside.items())
     report = json.loads(view_report_file("outside").read_text())
     assert report["view"] == "outside" and report["skipped_by_reason"] == {"missing": 1}
-    arrays = SplitArrays.load(split_dir("outside", "test"))
+    arrays = SplitArrays.load(split_dir(prepared("outside"), "test"))
     assert (np.asarray(arrays.images)[np.asarray(arrays.masks)] == 0).all()

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from cxr.io.arrays import SplitArrays
-from cxr.segment.evaluate import diagnosis_probabilities, image_record, worst_first
+from cxr.segment.evaluate import diagnosis_probabilities, image_record, read_records, worst_first, write_records
 from cxr.segment.export import DATA_YAML, EXPORT_REPORT, export_dataset, file_stem
 from cxr.segment.interpret import BORDER_PIXELS, border_share, uncertainty_map
 from cxr.segment.labels import label_lines, lung_components, mask_to_polygons, polygons_to_mask, read_label_lines
@@ -695,3 +695,20 @@ def test_from_split_needs_a_test_only_dataset():
     assert DatasetParams(source="s", view="lungs", test_only=True, from_split="test").from_split == "test"
     with pytest.raises(ValidationError, match="from_split takes one split of the source.*test_only: true"):
         DatasetParams(source="s", view="lungs", from_split="test")
+
+
+def test_records_read_back_with_the_types_they_were_written_with(tmp_path):
+    """predictions.csv round trip: a file named "NA" stays a name, an undefined Dice stays NaN, flags and counts
+    come back as bool and int; rows that are not the test split's images in order are refused."""
+    records = [{"name": "NA", "label": "Normal", "has_truth": False, "dice": float("nan"), "instances": 0,
+                "top_confidence": 0.0, "predicted": "null"},
+               {"name": "COVID-19/a.png", "label": "COVID-19", "has_truth": True, "dice": 0.8765432, "instances": 2,
+                "top_confidence": 0.5, "predicted": "COVID-19"}]
+    path = tmp_path / "predictions.csv"
+    write_records(path, records)
+    read = read_records(path, np.array(["NA", "COVID-19/a.png"]))
+    assert [type(read[0][key]) for key in records[0]] == [str, str, bool, float, int, float, str]
+    assert math.isnan(read[0]["dice"]) and read[0]["name"] == "NA" and read[0]["predicted"] == "null"
+    assert read[1] == {**records[1], "dice": 0.876543}
+    with pytest.raises(ValueError, match="does not list this test split's images"):
+        read_records(path, np.array(["COVID-19/a.png", "NA"]))

@@ -10,9 +10,9 @@ from scipy import ndimage
 from cxr.data.index import build_index, write_index
 from cxr.data.params import DatasetParams, IndexParams, PrepareParams, SourceParams
 from cxr.data.prepare import prepare_view
-from cxr.io.arrays import SplitArrays
+from cxr.io.arrays import SplitArrays, split_dir
 from cxr.io.pixels import difference_hash, hash_distance
-from cxr.paths import SPLITS, split_dir
+from cxr.params import SPLITS
 from cxr.synthetic.generator import CLASSES, MAX_DUPLICATE_DISTANCE, Anatomy, render_case, write_dataset
 from cxr.synthetic.params import GenerateParams
 from tests.conftest import tiny_params
@@ -239,16 +239,20 @@ def test_lungs_view_of_the_twin_is_the_clean_lungs_view(workdir):
                   follow_up_fraction=0.25, duplicate_fraction=0.2, progress=False)
     index_params, prepare_params = IndexParams(**params["index"]), PrepareParams(**params["prepare"])
     for source in ("synthetic", "synthetic_shortcut"):
-        write_index(source, build_index(source, SourceParams(**params["source"][source]), index_params, params["classes"]))
-        prepare_view(f"{source}_lungs", DatasetParams(source=source, view="lungs"), prepare_params, params["classes"])
+        index = workdir / "data" / "index" / source
+        write_index(index, workdir / f"{source}.json",
+                    build_index(source, SourceParams(**params["source"][source]), index_params, params["classes"]))
+        prepare_view(f"{source}_lungs", DatasetParams(source=source, view="lungs"), prepare_params, params["classes"],
+                     index, workdir / "data" / "prepared" / f"{source}_lungs", workdir / f"{source}_lungs.json")
     # The same split (the index keys groups by name), so the lungs view is the same data, file for file:
     # models trained on either are the same models.
+    clean_view, marked_view = (workdir / "data" / "prepared" / f"{source}_lungs" for source in ("synthetic", "synthetic_shortcut"))
     total = 0
     for split in SPLITS:
         for array in ("images", "masks", "labels", "names"):
-            clean = (split_dir("synthetic_lungs", split) / f"{array}.npy").read_bytes()
-            assert (split_dir("synthetic_shortcut_lungs", split) / f"{array}.npy").read_bytes() == clean, (split, array)
-        total += len(SplitArrays.load(split_dir("synthetic_lungs", split)))
+            clean = (split_dir(clean_view, split) / f"{array}.npy").read_bytes()
+            assert (split_dir(marked_view, split) / f"{array}.npy").read_bytes() == clean, (split, array)
+        total += len(SplitArrays.load(split_dir(clean_view, split)))
     assert total == len(list(Path(generate["out_dir"]).glob("*/images/*")))
 
 

@@ -11,36 +11,55 @@ import pandas as pd
 import pytest
 import torch
 
-from cxr.io.arrays import SplitArrays
+from cxr.io.arrays import SplitArrays, split_dir
 from cxr.metrics.classification import slug
-from cxr.paths import evaluation_dir, evaluation_plots_dir, metrics_file, model_file, split_dir, train_log_dir
-from tests.conftest import run_stage, tiny_params, write_params
+from tests.conftest import (
+    checkpoint_path,
+    evaluate_arguments,
+    evaluation_files,
+    evaluation_folders,
+    index_source,
+    prepare_view,
+    run_stage,
+    tiny_params,
+    train_arguments,
+    train_log_path,
+    write_params,
+)
 
 
 @pytest.fixture
 def prepared(tiny_raw: Path, workdir: Path) -> Path:
     shutil.copytree(tiny_raw, workdir / "data" / "raw" / "synthetic")
     write_params(workdir, tiny_params(**{"train.epochs": 2}))
-    run_stage("index", "--source", "synthetic")
-    run_stage("prepare", "--dataset", "full")
+    index_source(workdir, "synthetic")
+    prepare_view(workdir, "full")
     return workdir
 
 
-def evaluate_refused(model: str = "resnet18", dataset: str = "full") -> str:
+def train(root: Path, model: str = "resnet18", dataset: str = "full") -> None:
+    run_stage("train", *train_arguments(root, model, dataset))
+
+
+def evaluate(root: Path, model: str = "resnet18", dataset: str = "full", tested_on: str | None = None) -> None:
+    run_stage("evaluate", *evaluate_arguments(root, model, dataset, tested_on))
+
+
+def evaluate_refused(root: Path, model: str = "resnet18", dataset: str = "full") -> str:
     """Runs evaluate, which must stop; returns its message after checking the metrics file was left as it was."""
-    metrics = metrics_file(dataset, model)
+    metrics = evaluation_files(root, model, dataset).metrics
     before = metrics.read_bytes() if metrics.exists() else None
     with pytest.raises(SystemExit) as caught:
-        run_stage("evaluate", "--model", model, "--dataset", dataset)
+        evaluate(root, model, dataset)
     assert (metrics.read_bytes() if metrics.exists() else None) == before, "a refused evaluation leaves the metrics alone"
     return str(caught.value)
 
 
 def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
-    run_stage("train", "--model", "resnet18", "--dataset", "full")
-    first = torch.load(model_file("full", "resnet18"), weights_only=True)
-    run_stage("train", "--model", "resnet18", "--dataset", "full")
-    second = torch.load(model_file("full", "resnet18"), weights_only=True)
+    train(prepared)
+    first = torch.load(checkpoint_path(prepared, "full", "resnet18"), weights_only=True)
+    train(prepared)
+    second = torch.load(checkpoint_path(prepared, "full", "resnet18"), weights_only=True)
     assert first["state_dict"].keys() == second["state_dict"].keys()
     for key, tensor in first["state_dict"].items():
         assert torch.equal(tensor, second["state_dict"][key]), key
@@ -49,7 +68,7 @@ def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
     assert meta["image_size"] == 32 and meta["epoch"] in (1, 2)
     assert meta["preprocessing"] == {"view": "full", "image_size": 48, "lung_margin": 0.05}
     assert len(meta["mean"]) == len(meta["std"]) == 3
-    log = train_log_dir("full", "resnet18")
+    log = train_log_path(prepared, "full", "resnet18")
     summary = json.loads((log / "metrics.json").read_text())
     assert summary["best"]["epoch"] == meta["epoch"]
     steps = (log / "plots" / "metrics" / "val" / "macro_f1.tsv").read_text().splitlines()
@@ -58,13 +77,13 @@ def test_training_is_deterministic_on_cpu_and_checkpoint_is_complete(prepared):
 
 @pytest.mark.slow
 def test_evaluate_writes_metrics_predictions_and_plots(prepared):
-    run_stage("train", "--model", "inception_v3", "--dataset", "full")
-    run_stage("evaluate", "--model", "inception_v3", "--dataset", "full")
-    metrics = json.loads(metrics_file("full", "inception_v3").read_text())
-    test = SplitArrays.load(split_dir("full", "test"))
+    train(prepared, "inception_v3")
+    evaluate(prepared, "inception_v3")
+    metrics = json.loads(evaluation_files(prepared, "inception_v3", "full").metrics.read_text())
+    test = SplitArrays.load(split_dir(prepared / "data" / "prepared" / "full", "test"))
     assert metrics["n_test"] == len(test)
     assert 0 <= metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"] <= 1
-    out = evaluation_dir("full", "inception_v3")
+    out = evaluation_files(prepared, "inception_v3", "full").folder
     predictions = pd.read_csv(out / "predictions.csv")
     assert list(predictions["name"]) == list(test.names)
     probabilities = predictions[["p_covid19", "p_pneumonia", "p_normal"]].to_numpy()
@@ -73,7 +92,7 @@ def test_evaluate_writes_metrics_predictions_and_plots(prepared):
     assert len(json.loads((out / "confusion.json").read_text())) == len(test)
     assert sorted(p.name for p in (out / "roc").iterdir()) == ["covid19.json", "normal.json", "pneumonia.json"]
     # The figures' data of `dvc plots`: the same curves and confusion records, tagged with their model and class.
-    plots = evaluation_plots_dir("full")
+    _, _, plots = evaluation_folders(prepared, "full")
     confusion = json.loads((plots / "confusion.json").read_text())
     assert confusion == [{"model": "inception_v3", **record} for record in json.loads((out / "confusion.json").read_text())]
     roc = json.loads((plots / "roc.json").read_text())
@@ -87,38 +106,38 @@ def test_timm_model_trains_and_evaluates(prepared):
     """A timm classifier is a `timm/<name>` arch in params.yaml away, through the same stages."""
     convnext = {"arch": "timm/convnext_atto", "image_size": 32, "lr": 1e-3, "weights": "none"}
     write_params(prepared, tiny_params(**{"models": [*tiny_params()["models"], "convnext"], "model.convnext": convnext}))
-    run_stage("train", "--model", "convnext", "--dataset", "full")
-    run_stage("evaluate", "--model", "convnext", "--dataset", "full")
-    meta = torch.load(model_file("full", "convnext"), weights_only=True)["meta"]
+    train(prepared, "convnext")
+    evaluate(prepared, "convnext")
+    meta = torch.load(checkpoint_path(prepared, "full", "convnext"), weights_only=True)["meta"]
     assert meta["arch"] == "timm/convnext_atto" and meta["model"] == "convnext" and meta["image_size"] == 32
-    metrics = json.loads(metrics_file("full", "convnext").read_text())
-    assert metrics["n_test"] == len(SplitArrays.load(split_dir("full", "test")))
+    metrics = json.loads(evaluation_files(prepared, "convnext", "full").metrics.read_text())
+    assert metrics["n_test"] == len(SplitArrays.load(split_dir(prepared / "data" / "prepared" / "full", "test")))
     assert 0 <= metrics["accuracy"] <= 1
 
 
 def test_evaluate_explains_an_unreadable_checkpoint(prepared):
     """An empty (disk full), truncated (killed copy) or foreign file gets the path and the way out, not a traceback."""
-    run_stage("train", "--model", "resnet18", "--dataset", "full")
-    run_stage("evaluate", "--model", "resnet18", "--dataset", "full")
-    checkpoint = model_file("full", "resnet18")
+    train(prepared)
+    evaluate(prepared)
+    checkpoint = checkpoint_path(prepared, "full", "resnet18")
     real = checkpoint.read_bytes()
     plain_state_dict = io.BytesIO()
     torch.save(torch.load(checkpoint, weights_only=True)["state_dict"], plain_state_dict)
     for case, content in {"empty": b"", "truncated": real[:len(real) // 2], "foreign": plain_state_dict.getvalue()}.items():
         checkpoint.write_bytes(content)
-        message = evaluate_refused()
+        message = evaluate_refused(prepared)
         assert str(checkpoint) in message and "dvc repro" in message, (case, message)
 
 
 def test_evaluate_refuses_a_checkpoint_made_for_another_arch_dataset_or_preprocessing(prepared):
     """Such a checkpoint would load (or even fit) and be scored against this test split as if it were this model."""
-    run_stage("train", "--model", "resnet18", "--dataset", "full")
-    run_stage("evaluate", "--model", "resnet18", "--dataset", "full")
-    checkpoint = model_file("full", "resnet18")
+    train(prepared)
+    evaluate(prepared)
+    checkpoint = checkpoint_path(prepared, "full", "resnet18")
     real = checkpoint.read_bytes()
 
     write_params(prepared, tiny_params(**{"train.epochs": 2, "model.resnet18.arch": "resnet34"}))
-    message = evaluate_refused()
+    message = evaluate_refused(prepared)
     assert str(checkpoint) in message and "arch = 'resnet18'" in message and "'resnet34'" in message
     write_params(prepared, tiny_params(**{"train.epochs": 2}))
 
@@ -126,39 +145,40 @@ def test_evaluate_refuses_a_checkpoint_made_for_another_arch_dataset_or_preproce
     lungs = torch.load(checkpoint, weights_only=True)
     lungs["meta"]["dataset"] = "lungs"
     torch.save(lungs, checkpoint)
-    assert "dataset = 'lungs'" in evaluate_refused()
+    assert "dataset = 'lungs'" in evaluate_refused(prepared)
     checkpoint.write_bytes(real)
 
     write_params(prepared, tiny_params(**{"train.epochs": 2, "prepare.image_size": 40}))
-    run_stage("prepare", "--dataset", "full")
-    message = evaluate_refused()
+    prepare_view(prepared, "full")
+    message = evaluate_refused(prepared)
     assert "preprocessing = {" in message and "'image_size': 48" in message and "'image_size': 40" in message
 
 
 def test_evaluate_refuses_a_model_trained_on_other_classes(prepared):
-    run_stage("train", "--model", "resnet18", "--dataset", "full")
+    train(prepared)
     write_params(prepared, tiny_params(**{"classes": ["COVID-19", "Pneumonia", "Healthy"],
                                           "source.synthetic.class_map": {"Normal": "Healthy"}}))
-    message = evaluate_refused()
+    message = evaluate_refused(prepared)
     assert "classes = ['COVID-19', 'Pneumonia', 'Normal']" in message and "['COVID-19', 'Pneumonia', 'Healthy']" in message
 
 
 def test_cross_dataset_test_scores_a_model_on_another_sources_test_split(prepared):
     """The model trained on `full` tested on a second hospital's zip in the Radiography Database layout."""
     run_stage("generate", "--radiography", "--name", "synthetic_hospital2")
-    run_stage("index", "--source", "synthetic_hospital2")
-    run_stage("prepare", "--dataset", "hospital2_full")
-    run_stage("train", "--model", "resnet18", "--dataset", "full")
-    run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "hospital2_full")
-    metrics = json.loads(metrics_file("full", "resnet18", "hospital2_full").read_text())
-    test = SplitArrays.load(split_dir("hospital2_full", "test"))
+    index_source(prepared, "synthetic_hospital2")
+    prepare_view(prepared, "hospital2_full", "synthetic_hospital2")
+    train(prepared)
+    evaluate(prepared, tested_on="hospital2_full")
+    across = evaluation_files(prepared, "resnet18", "full", "hospital2_full")
+    metrics = json.loads(across.metrics.read_text())
+    test = SplitArrays.load(split_dir(prepared / "data" / "prepared" / "hospital2_full", "test"))
     assert metrics["n_test"] == len(test) > 0
-    predictions = pd.read_csv(evaluation_dir("full", "resnet18", "hospital2_full") / "predictions.csv")
+    predictions = pd.read_csv(across.predictions)
     assert list(predictions["name"]) == list(test.names)
     # Names are relative to the zip's wrapper folder; Lung_Opacity is not one of our classes.
     assert {name.split("/images/")[0] for name in predictions["name"]} == {"COVID", "Viral Pneumonia", "Normal"}
-    assert not metrics_file("full", "resnet18").exists(), "the model's own test metrics are evaluate's, not touched here"
+    assert not evaluation_files(prepared, "resnet18", "full").metrics.exists(), "the model's own test metrics are evaluate's, not touched here"
     # A lungs-view dataset was made otherwise: the full-view model must not be scored on it.
-    run_stage("prepare", "--dataset", "hospital2_lungs")
+    prepare_view(prepared, "hospital2_lungs", "synthetic_hospital2")
     with pytest.raises(SystemExit, match="preprocessing"):
-        run_stage("evaluate", "--model", "resnet18", "--dataset", "full", "--tested-on", "hospital2_lungs")
+        evaluate(prepared, tested_on="hospital2_lungs")

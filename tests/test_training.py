@@ -27,8 +27,15 @@ from cxr.training.loop import class_weights, train_classifier
 from cxr.training.order import EpochOrders
 from cxr.training.params import AugmentParams, TrainParams
 from cxr.training.processes import SINGLE, Processes
-from cxr.training.resume import load_point, random_states, restore_random_states, save_point
-from tests.conftest import default_params
+from cxr.training.resume import (
+    RESUME_DIR,
+    load_point,
+    random_states,
+    restore_random_states,
+    resume_file,
+    save_point,
+)
+from tests.conftest import REPO, default_params
 
 CPU = torch.device("cpu")
 NO_AUGMENT = AugmentParams(rotation_degrees=0, scale=(1, 1), translate=0, brightness=0, contrast=0,
@@ -425,7 +432,8 @@ def test_a_run_killed_in_epoch_three_of_four_resumes_to_the_same_bytes(films, wo
     so its generator must go on where it was too."""
     split, params = every_fifth(films["train"]), train_params(epochs=4, batch_size=8, augment=DEFAULT_AUGMENT)
     train(split, films["val"], workdir / "whole", params)
-    point = workdir / "killed" / ".cxr-resume" / "test" / "m.pt"
+    point = resume_file(workdir / "killed" / "models" / "m.pt")
+    assert point == RESUME_DIR / "killed" / "models" / "m.pt"
     with monkeypatch.context() as patched:
         fail_in_epoch(patched, 3)
         with pytest.raises(Interrupted):
@@ -436,7 +444,19 @@ def test_a_run_killed_in_epoch_three_of_four_resumes_to_the_same_bytes(films, wo
     assert "resuming after epoch 2 of 4" in capsys.readouterr().out
     assert (workdir / "killed" / "models" / "m.pt").read_bytes() == (workdir / "whole" / "models" / "m.pt").read_bytes()
     assert snapshot(workdir / "killed" / "logs" / "m") == snapshot(workdir / "whole" / "logs" / "m")
-    assert not (workdir / "killed" / ".cxr-resume").exists()
+    assert not (workdir / RESUME_DIR).exists()
+
+
+def test_a_resume_point_lies_at_its_checkpoints_path_in_the_ignored_folder(workdir):
+    """Outside every output (evaluate depends on the checkpoints' folder), one per checkpoint, wherever that is."""
+    assert resume_file(Path("models/full/resnet18.pt")) == RESUME_DIR / "models" / "full" / "resnet18.pt"
+    assert resume_file(workdir / "models" / "full" / "resnet18.pt") == RESUME_DIR / "models" / "full" / "resnet18.pt"
+    elsewhere = [resume_file(Path(f"/{root}/models/full/resnet18.pt")) for root in ("a", "b")]
+    assert elsewhere[0] != elsewhere[1] and all(point.parts[0] == RESUME_DIR.name for point in elsewhere)
+    above = resume_file(Path("../x/models/m.pt"))
+    assert above.parts[0] == RESUME_DIR.name and ".." not in above.parts
+    for ignore_file in (".gitignore", ".dvcignore"):
+        assert f"/{RESUME_DIR.as_posix()}/" in (REPO / ignore_file).read_text().splitlines(), ignore_file
 
 
 def test_a_resume_point_of_another_run_or_cut_short_is_not_used(tmp_path, capsys):

@@ -2,5 +2,6 @@
 
 Sub-packages by concern: params (reading params.yaml), io (files, images), data (views, splits,
 prepared arrays), synthetic (embedded default data), models (registry, checkpoints, inference),
-training, metrics, report. `cxr.paths` is the one place that names the pipeline's outputs.
+training, metrics, report. dvc.yaml names the pipeline's files and passes each stage its paths;
+`cxr.paths` looks them up there for the command-line tools.
 """

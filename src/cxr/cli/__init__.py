@@ -19,7 +19,7 @@ from typing import get_args
 
 from cxr.data.params import Layout
 from cxr.params import PARAMS_FILE
-from cxr.paths import SEGMENTER_FILE, SUMMARY_FILE
+from cxr.paths import PipelineFileError, optional_stage_path, stage_path
 from cxr.report.headline import TITLES
 
 
@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true",
                          help="the predictions as strict JSON, alone on stdout (progress and warnings: stderr)")
     predict.add_argument("--explain", type=Path, metavar="DIR", help="write a Grad-CAM and saliency figure per image to DIR")
-    predict.add_argument("--segmenter", type=Path, help=f"lung segmenter checkpoint (default: {SEGMENTER_FILE} when present)")
+    segmenter = optional_stage_path("segment_train", "--checkpoint")
+    predict.add_argument("--segmenter", type=Path, help="lung segmenter checkpoint (default: " + (
+        f"{segmenter}, which the pipeline trains, when present)" if segmenter else
+        "the one a checkout's pipeline trains, run in its root folder; none here)"))
     predict.add_argument("--no-segmenter", action="store_true", help="full-view models: skip the lung segmentation check")
     predict.add_argument("--force-class", action="store_true",
                          help="give the most likely class even for films that fail the checks (constant image, "
@@ -156,17 +159,22 @@ def run_check() -> int:
 def run_docs(check: bool) -> int:
     from cxr.cli.docs import DocsError, documentation_pages, sync
 
-    if not SUMMARY_FILE.exists():
-        print(f"error: {SUMMARY_FILE} not found: run `dvc repro` (or `dvc pull`) in the repository root first",
+    try:
+        summary = stage_path("report", "--summary")
+    except PipelineFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not summary.exists():
+        print(f"error: {summary} not found: run `dvc repro` (or `dvc pull`) in the repository root first",
               file=sys.stderr)
         return 1
     try:
-        stale = sync(documentation_pages(), write=not check, root=Path("."))
+        stale = sync(documentation_pages(), summary, write=not check, root=Path("."))
     except DocsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if check and stale:
-        print(f"error: tables older than {SUMMARY_FILE} in: {', '.join(map(str, stale))}; run `cxr docs`", file=sys.stderr)
+        print(f"error: tables older than {summary} in: {', '.join(map(str, stale))}; run `cxr docs`", file=sys.stderr)
         return 1
     print(f"{'rewrote' if stale else 'up to date:'} {', '.join(map(str, stale)) or 'every page'}")
     return 0

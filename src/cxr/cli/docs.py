@@ -26,8 +26,6 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from cxr.paths import SUMMARY_FILE
-
 FIRST_TABLE = "Classification"
 DAG_BLOCK = re.compile(r"(?P<open><!-- dvc dag: stage families -->\n)(?P<body>.*?)(?P<close><!-- end -->)", re.S)
 RERUNS_BLOCK = re.compile(r"(?P<open><!-- code dependencies: what a change re-runs -->\n)(?P<body>.*?)(?P<close><!-- end -->)",
@@ -55,11 +53,11 @@ def summary_tables(summary: str) -> dict[str, str]:
     return tables
 
 
-def table_named(tables: dict[str, str], name: str, page: Path) -> str:
+def table_named(tables: dict[str, str], name: str, page: Path, summary: Path) -> str:
     matches = [table for lead, table in tables.items() if lead.startswith(name)]
     if len(matches) != 1:
         leads = "; ".join(lead[:40] for lead in tables)
-        raise DocsError(f"{page}: the block '{name}' matches {len(matches)} tables of {SUMMARY_FILE} "
+        raise DocsError(f"{page}: the block '{name}' matches {len(matches)} tables of {summary} "
                         f"(it must start exactly one of: {leads})")
     return matches[0]
 
@@ -136,8 +134,10 @@ def _reachable(start: str, goal: str, arrows: set[tuple[str, str]]) -> bool:
     return False
 
 
-def render(page: Path, text: str, tables: dict[str, str], dag: str | None = None, reruns: str | None = None) -> str:
-    text = BLOCK.sub(lambda m: m["open"] + table_named(tables, m["name"], page) + m["close"], text)
+def render(page: Path, text: str, tables: dict[str, str], summary: Path, dag: str | None = None,
+           reruns: str | None = None) -> str:
+    """The page with its blocks filled: `tables` from the `summary` file (named in errors), the graph, the reruns."""
+    text = BLOCK.sub(lambda m: m["open"] + table_named(tables, m["name"], page, summary) + m["close"], text)
     if dag is not None:
         text = DAG_BLOCK.sub(lambda m: m["open"] + dag + m["close"], text)
     if reruns is not None:
@@ -145,9 +145,10 @@ def render(page: Path, text: str, tables: dict[str, str], dag: str | None = None
     return text
 
 
-def sync(pages: list[Path], summary: Path = SUMMARY_FILE, write: bool = True, root: Path | None = None) -> list[Path]:
-    """The pages whose blocks differ from the summary's tables (and, given the repository's `root`, from its
-    pipeline graph and its code dependencies); rewritten unless `write` is false."""
+def sync(pages: list[Path], summary: Path, write: bool = True, root: Path | None = None) -> list[Path]:
+    """The pages whose blocks differ from the tables of `summary` (the report stage's, `cxr docs` reads where
+    dvc.yaml has it written) and, given the repository's `root`, from its pipeline graph and its code dependencies;
+    rewritten unless `write` is false."""
     tables = summary_tables(summary.read_text())
     dag = reruns = None
     stale = []
@@ -157,7 +158,7 @@ def sync(pages: list[Path], summary: Path = SUMMARY_FILE, write: bool = True, ro
             dag = stage_families_mermaid(root)
         if root is not None and reruns is None and RERUNS_BLOCK.search(text):
             reruns = reruns_table(root)
-        new = render(page, text, tables, dag, reruns)
+        new = render(page, text, tables, summary, dag, reruns)
         if new != text:
             stale.append(page)
             if write:

@@ -9,7 +9,6 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cxr.cli.dvc import DvcCommandError, run_dvc
 from cxr.report.headline import DIGITS, LOWER_IS_BETTER, TITLES
@@ -106,14 +105,14 @@ def experiments_table(rows: Sequence[Row], sort_by: str = "macro_f1", width: int
 def run_experiments(sort_by: str, run_filter: str | None, width: int) -> int:
     from fnmatch import fnmatch
 
-    from cxr.paths import HEADLINE_FILE
+    from cxr.paths import PIPELINE_FILE, PipelineFileError, stage_path
 
-    if not Path("dvc.yaml").is_file():
-        print("error: no dvc.yaml here: run `cxr experiments` in the repository's root folder", file=sys.stderr)
+    if not PIPELINE_FILE.is_file():
+        print(f"error: no {PIPELINE_FILE} here: run `cxr experiments` in the repository's root folder", file=sys.stderr)
         return 1
     try:
-        rows = load_experiment_rows(HEADLINE_FILE.as_posix())
-    except (ExperimentsError, DvcCommandError) as err:
+        rows = load_experiment_rows(stage_path("report", "--headline").as_posix())
+    except (PipelineFileError, ExperimentsError, DvcCommandError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if run_filter:

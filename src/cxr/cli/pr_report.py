@@ -20,14 +20,13 @@ from matplotlib.figure import Figure
 from cxr.cli.dvc import run_dvc
 from cxr.io.files import atomic_dir
 from cxr.metrics.classification import slug
-from cxr.paths import HEADLINE_FILE
+from cxr.paths import PipelineFileError, stage_path
 
 REPORT_FILE = "report.md"
 FULL_REPORT_FILE = "report-full.md"
 # GitHub refuses comments over 65,536 characters; the tables are cut above this, the full ones stay in the folder.
 COMMENT_LIMIT = 60_000
 WORKSPACE = "workspace"
-METRICS_DIR = HEADLINE_FILE.parent.as_posix()  # every stage's metrics file lies under it
 # The scores a reviewer reads first, above DVC's full table: one row per run whose score moved visibly.
 PRECISION = 3
 
@@ -240,12 +239,17 @@ def write_change_report(base: str, out_dir: Path, *, plots_url: str | None = Non
         raise ChangeReportError(f"{out_dir} exists and is no earlier report (no {REPORT_FILE} in it); the report's "
                                 "folder is replaced as a whole: name a new one with --out")
     commit = commit_of(base)
+    try:
+        headline_file = stage_path("report", "--headline")
+    except PipelineFileError as err:
+        raise ChangeReportError(str(err)) from None
+    metrics_dir = headline_file.parent.as_posix()  # every stage's metrics file lies under it
     stale = sorted(json.loads(run_dvc("status", "--json") or "{}"))
     params = diff_table(json.loads(run_dvc("params", "diff", base, "--json") or "{}"), base, "param")
     # The headline is the one metrics file dvc.yaml declares; the rest of metrics/ is named to be diffed.
     headline = diff_table(json.loads(run_dvc("metrics", "diff", base, "--json") or "{}"), base, "metric", visible_only=True)
-    every_diff = json.loads(run_dvc("metrics", "diff", base, "--targets", METRICS_DIR, "--json") or "{}")
-    every_diff.pop(HEADLINE_FILE.as_posix(), None)
+    every_diff = json.loads(run_dvc("metrics", "diff", base, "--targets", metrics_dir, "--json") or "{}")
+    every_diff.pop(headline_file.as_posix(), None)
     metrics = diff_table(every_diff, base, "metric")
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
         run_dvc("plots", "diff", base, "-o", str(tmp / "dvc_plots"))
@@ -258,7 +262,7 @@ def write_change_report(base: str, out_dir: Path, *, plots_url: str | None = Non
             lines += headline or ["No headline score moved by the shown precision.", ""]
             if metrics:
                 lines += [f"<details><summary>All {len(metrics) - 3} changed metrics (<code>dvc metrics diff --targets "
-                          f"{METRICS_DIR}</code>)</summary>", "", *metrics, "</details>", ""]
+                          f"{metrics_dir}</code>)</summary>", "", *metrics, "</details>", ""]
         else:
             lines += ["No metric changed.", ""]
         lines += ["### Plots", "", *plot_lines(plot_changes(base, Path(scratch)), base, tmp, plots_url)]

@@ -17,23 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from cxr.params import PARAMS_FILE, read_params_file
-from cxr.paths import SEGMENTER_FILE, model_file
+from cxr.paths import PipelineFileError, optional_stage_path, registry, stage_path, stage_path_fields
 
-PIPELINE_FILE = Path("dvc.yaml")
 # Used outside a checkout, where there is no params.yaml to take them from: its defaults.
 DEFAULTS = {"segment.confidence": 0.25, "explain.method": "gradcam", "explain.min_grid": 7}
-
-
-def registry() -> dict[str, str]:
-    """Model name -> checkpoint path, from dvc.yaml's artifacts (what `dvc artifacts get` knows)."""
-    try:
-        artifacts = (yaml.safe_load(PIPELINE_FILE.read_text()) or {}).get("artifacts") or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return {name: entry["path"] for name, entry in artifacts.items() if entry.get("type") == "model"}
 
 
 def resolve_model(spec: str) -> Path:
@@ -45,10 +33,25 @@ def resolve_model(spec: str) -> Path:
         return Path(known[spec])
     dataset, sep, model = spec.partition("/")
     if sep and dataset and model:
-        return model_file(dataset, model)
-    names = ", ".join(name for name in known if not known[name].startswith(str(SEGMENTER_FILE))) or "none here"
+        try:
+            return stage_path("train", "--checkpoint", dataset=dataset, model=model)
+        except PipelineFileError as err:
+            raise SystemExit(f"error: {spec} names a model by where the pipeline trains it, but {err}; "
+                             f"or give the path of its checkpoint (.pt)") from None
+    segmenter = optional_stage_path("segment_train", "--checkpoint")
+    names = ", ".join(name for name, checkpoint in known.items() if Path(checkpoint) != segmenter) or "none here"
     raise SystemExit(f"error: no model {spec!r}: give a registry name ({names}), <dataset>/<model> "
                      f"(e.g. full/resnet18) or the path of a checkpoint (.pt)")
+
+
+def trained_on_by_place(checkpoint: Path) -> str | None:
+    """The dataset whose classifiers the pipeline's train stage writes where `checkpoint` lies; None when it lies
+    elsewhere (or outside a checkout). A checkpoint misplaced there would be run, and registered, as what it is not."""
+    try:
+        fields = stage_path_fields("train", "--checkpoint", checkpoint)
+    except PipelineFileError:
+        return None
+    return None if fields is None else fields.get("dataset")
 
 
 def repository_value(key: str):
@@ -105,9 +108,10 @@ def predict_inputs(args):
         return 2
     try:
         predictor = Predictor(checkpoint, device,
-                              segmenter_file=args.segmenter or (None if args.no_segmenter else SEGMENTER_FILE),
+                              segmenter_file=args.segmenter or (None if args.no_segmenter else optional_stage_path("segment_train", "--checkpoint")),
                               confidence=float(repository_value("segment.confidence")), explain=explain,
-                              segmenter_optional=args.segmenter is None, abstain=not args.force_class)
+                              segmenter_optional=args.segmenter is None, abstain=not args.force_class,
+                              placed_for=trained_on_by_place(checkpoint))
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -338,7 +338,7 @@ def plain(value: float | None) -> str:
 
 
 def audit_metrics(report: dict) -> dict:
-    """The flat metrics of a data report's audit (metrics/data/<source>.json): null where not computed."""
+    """The flat metrics of a data report's audit (the index stage's --audit file): null where not computed."""
     baseline = report["metadata_baseline"]
     found = {f"baseline_{key}": baseline[key] for key in METRIC_KEYS if not key.startswith("chance")}
     found.update(chance_accuracy=baseline["chance_accuracy"], chance_macro_f1=baseline["chance_macro_f1"],

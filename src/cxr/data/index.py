@@ -1,6 +1,6 @@
 """The index of one raw source: every file read once, validated, hashed, grouped and split.
 
-The index (`data/index/<source>/index.csv` and `source.json`) is what everything downstream reads:
+The index (an index folder's index.csv and source.json) is what everything downstream reads:
 both views (cxr.data.prepare), the data report, `cxr inspect` and the segmentation export. Both views
 of one source therefore share one split by construction, even where one view has to skip images.
 Each row holds the MD5 of the file bytes that were read, so a view verifies it reads the same files,
@@ -43,7 +43,7 @@ from cxr.io.files import atomic_dir, atomic_path, write_json
 from cxr.io.images import decode_image, is_dicom, mask_from_pixels, nonblack_mask
 from cxr.io.pixels import UnreadableImage, difference_hash, hash_distance
 from cxr.io.sources import RawSource, SourceError
-from cxr.paths import SPLITS, index_dir, index_file, source_file, source_report_file
+from cxr.params import SPLITS
 
 COLUMNS = ("name", "raw_class", "label", "status", "detail", "split", "own_split", "group", "duplicate_group",
            "patient_id", "file_md5", "pixel_sha1", "dhash", "format", "mode", "bits", "width", "height", "border",
@@ -157,25 +157,34 @@ def _status_counts(rows: list[dict]) -> list[tuple[str, int]]:
     return sorted(Counter(row["status"] for row in rows).items())
 
 
-def write_index(name: str, built: Index) -> None:
+def index_file(folder: Path) -> Path:
+    """One row per image of the source: class, status, hashes, groups, split, mask (COLUMNS)."""
+    return Path(folder) / "index.csv"
+
+
+def source_file(folder: Path) -> Path:
+    """Where the indexed source lies and its layout, so the views read the same files."""
+    return Path(folder) / "source.json"
+
+
+def write_index(folder: Path, report_file: Path, built: Index) -> None:
     """The index folder (rows and source description) and the data report, each replaced whole."""
-    with atomic_dir(index_dir(name)) as out:
-        with atomic_path(out / index_file(name).name) as tmp, tmp.open("w", newline="") as handle:
+    with atomic_dir(folder) as out:
+        with atomic_path(index_file(out)) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(built.rows)
-        write_json(out / source_file(name).name,
-                   {key: built.report[key] for key in ("source", "path", "kind", "layout", "root")})
-    write_json(source_report_file(name), built.report)
+        write_json(source_file(out), {key: built.report[key] for key in ("source", "path", "kind", "layout", "root")})
+    write_json(report_file, built.report)
 
 
-def read_index(name: str) -> tuple[dict, list[dict]]:
-    """(source description, rows) of an indexed source."""
-    if not index_file(name).exists():
-        raise FileNotFoundError(f"{index_file(name)} not found: run `dvc repro index@{name}` first")
-    with index_file(name).open(newline="") as handle:
+def read_index(folder: Path, source: str) -> tuple[dict, list[dict]]:
+    """(source description, rows) of the source `source`, indexed into `folder`."""
+    if not index_file(folder).exists():
+        raise FileNotFoundError(f"{index_file(folder)} not found: run `dvc repro index@{source}` first")
+    with index_file(folder).open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return json.loads(source_file(name).read_text()), rows
+    return json.loads(source_file(folder).read_text()), rows
 
 
 # --- reading every file once ---------------------------------------------------------------------------------

@@ -13,18 +13,19 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from cxr.data.index import USABLE_MASKS, RawChanged, parallel_map, read_index, read_lung_mask
 from cxr.data.params import DatasetParams, PrepareParams
 from cxr.data.views import MASKED_VIEWS, make_view
-from cxr.io.arrays import SplitWriter
+from cxr.io.arrays import SplitWriter, split_dir
 from cxr.io.files import atomic_dir, write_json
 from cxr.io.images import decode_image
-from cxr.io.view_spec import ViewSpec
+from cxr.io.view_spec import ViewSpec, view_file
 from cxr.io.sources import RawSource
-from cxr.paths import SPLITS, prepared_dir, split_dir, view_file, view_report_file
+from cxr.params import SPLITS
 
 
 class ViewError(ValueError):
@@ -34,14 +35,16 @@ class ViewError(ValueError):
 Masker = Callable[[np.ndarray], np.ndarray]  # a film's pixels -> its lung mask at the same size
 
 
-def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, classes: list[str], workers: int = 1,
-                 masker: Masker | None = None, mask_summary: Callable[[], dict] | None = None) -> dict:
-    """Writes data/prepared/<name>/ and the view report; returns the report.
+def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, classes: list[str], index: Path, out: Path,
+                 report_file: Path, workers: int = 1, masker: Masker | None = None,
+                 mask_summary: Callable[[], dict] | None = None) -> dict:
+    """Writes the prepared dataset `name` from the source's `index` folder into the folder `out` (split arrays and
+    view.json) and the view report to `report_file`; returns the report.
 
     The split arrays follow the index's split, or, for a test-only dataset, hold every image in test.
     With a `masker`, `mask_summary()`, called once every view is made, describes the predicted masks in the report.
     """
-    description, rows = read_index(dataset.source)
+    description, rows = read_index(index, dataset.source)
     chosen: dict[str, list[dict]] = {split: [] for split in SPLITS}
     skipped = []
     for row in rows:
@@ -54,7 +57,7 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
     report = view_report(name, dataset, prepare, classes, chosen, skipped)
     empty = [split for split in (["test"] if dataset.test_only else SPLITS) if not chosen[split]]
     if empty:
-        write_json(view_report_file(name), {"error": f"empty splits {empty}", **report})
+        write_json(report_file, {"error": f"empty splits {empty}", **report})
         raise ViewError(f"the {', '.join(empty)} split of dataset {name!r} would be empty ({report['images_kept']} usable "
                         f"images in source {dataset.source!r}); add images, or check the source's data report")
 
@@ -63,12 +66,12 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
     source = RawSource(description["path"], root=description["root"])
     if masker is not None:
         workers = 1  # the segmenter lives in this process
-    with atomic_dir(prepared_dir(name)) as out:
-        spec.write(out / view_file(name).name)
+    with atomic_dir(out) as folder:
+        spec.write(view_file(folder))
         for split in SPLITS:
             split_rows = chosen[split]
             size = prepare.image_size
-            with SplitWriter(out / split_dir(name, split).name, len(split_rows), (size, size)) as writer:
+            with SplitWriter(split_dir(folder, split), len(split_rows), (size, size)) as writer:
                 made = parallel_map(_view_in_worker, split_rows, workers, _init_worker, (source, view, masker),
                                     f"{name} {split}")
                 for index, (image, mask) in enumerate(made):
@@ -79,7 +82,7 @@ def prepare_view(name: str, dataset: DatasetParams, prepare: PrepareParams, clas
         report["masks"] = "segmenter"
         if mask_summary is not None:
             report["segmenter_mask_checks"] = mask_summary()
-    write_json(view_report_file(name), report)
+    write_json(report_file, report)
     return report
 
 

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxr.explain.results import Explanations
+from cxr.explain.results import Explanations, explanation_file
 from cxr.figures.tiles import NOTE_COLOR, new_figure, note, overlay, save_png, short_name, square_axes
-from cxr.metrics.classification import slug
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,7 +35,7 @@ def write_class_panels(explained: Explanations, out_dir: Path, title: str, max_r
         rows = panel_rows(explained, c, max_rows)
         if len(rows) == 0:
             continue
-        path = out_dir / f"panel_{slug(name)}.png"
+        path = explanation_file(out_dir, name)
         save_png(_class_panel(explained, rows, title), path)
         written.append(path)
     return written

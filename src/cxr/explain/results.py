@@ -1,4 +1,5 @@
-"""The explained test images of one model and dataset, with their maps, as one compressed file.
+"""The explained test images of one model and dataset, with their maps, as one compressed file, and the folder the
+explain stage writes it to beside one panel per class (explanation_file).
 
 The explain stage writes it; the panels and the report's cross-model figure draw from it. Everything is at
 the model's input size, in the frame the model saw (the lungs view's crop for lungs models).
@@ -12,6 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from cxr.io.arrays import save_npz
+from cxr.metrics.classification import slug
+
+
+def explanation_file(folder: Path, class_name: str | None = None) -> Path:
+    """A file of an explain stage's folder: maps.npz, the explained images and their maps (Explanations.load), or
+    with `class_name` that class's panel (figures.write_class_panels); the explain stage writes them, the report
+    reads them."""
+    if class_name is None:
+        return Path(folder) / "maps.npz"
+    return Path(folder) / f"panel_{slug(class_name)}.png"
 
 
 @dataclass

@@ -16,6 +16,11 @@ import numpy as np
 from cxr.io.files import atomic_dir
 
 
+def split_dir(prepared: Path, split: str) -> Path:
+    """One split's arrays in a prepared dataset's folder, beside its view.json."""
+    return Path(prepared) / split
+
+
 @dataclass(frozen=True)
 class SplitArrays:
     """One split of a prepared dataset: images and lung masks stay index-aligned with labels and names."""

@@ -13,6 +13,11 @@ from pathlib import Path
 from cxr.io.files import write_json
 
 
+def view_file(prepared: Path) -> Path:
+    """The view.json in a prepared dataset's folder, beside its split folders."""
+    return Path(prepared) / "view.json"
+
+
 class ViewSpecError(ValueError):
     """A view.json that is missing or not one prepare wrote; the message names the file and the fix."""
 

@@ -12,7 +12,6 @@ from cxr.io.view_spec import ViewSpec
 from cxr.io.weights import WeightsFileError, load_tensors
 from cxr.models.inference import to_device_format
 from cxr.models.registry import build_model
-from cxr.paths import model_file
 
 CHECKPOINT_FORMAT = 1
 
@@ -84,8 +83,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", expect: dict
     return to_device_format(model, torch.device(device)).eval(), meta
 
 
-def load_classifier(dataset: str, model: str, device: torch.device | str, *, classes: list[str], view: ViewSpec,
-                    arch: str | None = None) -> tuple[nn.Module, dict]:
+def checkpoint_in(folder: Path, model: str) -> Path:
+    """The checkpoint of `model` in a folder of one dataset's checkpoints, each named after its model."""
+    return Path(folder) / f"{model}.pt"
+
+
+def load_classifier(checkpoint: Path, device: torch.device | str, *, model: str, dataset: str, classes: list[str],
+                    view: ViewSpec, arch: str | None = None) -> tuple[nn.Module, dict]:
     """The checkpoint of `model` trained on `dataset`, refused (CheckpointError) unless it was made for that model
     and dataset, these classes and this view (and `arch`, when given): a checkpoint made for another architecture,
     class list or preprocessing would be scored silently and overwrite this model's results. `view` is the
@@ -93,4 +97,4 @@ def load_classifier(dataset: str, model: str, device: torch.device | str, *, cla
     expect = {"model": model, "dataset": dataset, "classes": classes, "preprocessing": view.as_dict()}
     if arch is not None:
         expect["arch"] = arch
-    return load_checkpoint(model_file(dataset, model), device, expect)
+    return load_checkpoint(Path(checkpoint), device, expect)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import torch
 
 PARAMS_FILE = Path("params.yaml")
+# The splits every source is cut into (index) and every prepared dataset holds (prepare), in this order.
+SPLITS = ("train", "val", "test")
 
 
 class ParamsError(ValueError):
@@ -190,8 +192,11 @@ def _describe(key: str, err: ValidationError) -> list[str]:
 
 
 def stage_arguments(description: str | None, argv: list[str] | None = None, *, model: bool | str = False,
-                    dataset: bool = False, source: bool = False, tested_on: bool = False) -> argparse.Namespace:
-    """A stage's command line: `--model`, `--dataset`, `--source` and `--tested-on` name entries of params.yaml.
+                    dataset: bool = False, source: bool = False, tested_on: bool = False,
+                    paths: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """A stage's command line: `--model`, `--dataset`, `--source` and `--tested-on` name entries of params.yaml;
+    each key of `paths` is a required `--<key> PATH` (its value the help): the files the stage reads and writes,
+    which dvc.yaml passes, the one place that names them.
 
     model="one or several" also accepts `--models-of KEY` instead of `--model`: the params key listing the
     models (DVC interpolates no list into a command, so the stage reads the list itself).
@@ -209,6 +214,8 @@ def stage_arguments(description: str | None, argv: list[str] | None = None, *, m
         parser.add_argument("--dataset", required=True, help="a name with a `dataset.<name>` entry in params.yaml")
     if tested_on:
         parser.add_argument("--tested-on", help="evaluate on this dataset's test split instead (cross-dataset test)")
+    for option, meaning in (paths or {}).items():
+        parser.add_argument(f"--{option}", type=Path, required=True, metavar="PATH", help=meaning)
     return parser.parse_args(argv)
 
 

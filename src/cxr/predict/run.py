@@ -82,11 +82,13 @@ class Predictor:
 
     The segmenter in `segmenter_file` is loaded for a lungs model, which cannot do without it, and for a
     full-view model unless `segmenter_optional` and the file is not there (its masks are then only checked).
+    `placed_for`: the dataset the checkpoint's place says it was trained on (where the pipeline keeps that
+    dataset's models), refused when its own meta says otherwise.
     """
 
     def __init__(self, checkpoint: Path, device: torch.device, segmenter_file: Path | None = None,
                  confidence: float = 0.25, explain: ExplainSettings | None = None, segmenter_optional: bool = False,
-                 abstain: bool = True):
+                 abstain: bool = True, placed_for: str | None = None):
         try:
             self.model, self.meta = load_checkpoint(checkpoint, device)
         except CheckpointError as err:
@@ -94,13 +96,11 @@ class Predictor:
         problem = meta_problem(self.meta, PREDICT_META) or view_problem(self.meta["preprocessing"])
         if problem:
             raise PredictError(f"{checkpoint}: {problem}; retrain it (`dvc repro`) or fetch it again (`dvc pull {checkpoint}`)")
-        folder = Path(checkpoint).parent
-        if folder.parent.name == "models" and folder.name != self.meta["dataset"]:
-            # models/<dataset>/ says which data a checkpoint was made for: a misplaced one would be run, and
-            # registered, as something it is not.
+        if placed_for is not None and placed_for != self.meta["dataset"]:
             raise PredictError(f"{checkpoint} was trained on {self.meta['dataset']} ({self.meta['preprocessing']['view']} "
-                               f"view) but lies in {folder}/: move it to {folder.parent / self.meta['dataset']}/ or "
-                               f"give it from outside models/")
+                               f"view) but lies in {Path(checkpoint).parent}/, where the pipeline keeps the models of "
+                               f"{placed_for}: move it to where it keeps those of {self.meta['dataset']}, or out of "
+                               f"the pipeline's model folders")
         if not all(torch.isfinite(tensor).all() for tensor in self.model.state_dict().values() if tensor.is_floating_point()):
             raise PredictError(f"{checkpoint} has non-finite weights (NaN or infinity): it cannot give a probability; "
                                f"retrain it (`dvc repro`) or fetch it again (`dvc pull {checkpoint}`)")

@@ -12,17 +12,8 @@ from cxr.explain.figures import write_cross_model_figure, write_zones_figure
 from cxr.explain.results import Explanations
 from cxr.io.files import atomic_dir, write_json, write_text
 from cxr.metrics.classification import slug
-from cxr.paths import (
-    CARDS_DIR,
-    COMPARISON_FIGURE,
-    EXPLANATIONS_FIGURE,
-    HEADLINE_FILE,
-    INDEX_FILE,
-    SUMMARY_FILE,
-    ZONES_FIGURE,
-    card_file,
-)
 from cxr.report.cards import model_card
+from cxr.report.files import ReportInputs, ReportOutputs, card_name
 from cxr.report.headline import headline_metrics
 from cxr.report.page import write_index
 from cxr.report.params import ProbeParams, ShortcutParams
@@ -97,26 +88,26 @@ class Runs:
         return dict(self.audits)
 
 
-def load_runs(params: dict) -> Runs:
+def load_runs(params: dict, inputs: ReportInputs) -> Runs:
     """The report's inputs under the report stage's params; MissingMetrics names the first file missing."""
     datasets, models = params["datasets"], params["models"]
     probe: ProbeParams = params["probe"]
     shortcut: ShortcutParams | None = params["shortcut"]
-    runs = [(dataset, model, load_metrics(dataset, model)) for dataset in datasets for model in models]
+    runs = [(dataset, model, load_metrics(inputs, dataset, model)) for dataset in datasets for model in models]
     own = {(dataset, model): m for dataset, model, m in runs}
-    cross = [(test.trained_on, test.tested_on, model, load_metrics(test.trained_on, model, test.tested_on),
+    cross = [(test.trained_on, test.tested_on, model, load_metrics(inputs, test.trained_on, model, test.tested_on),
               own[test.trained_on, model]) for test in params["cross_tests"] for model in models]
-    explain_runs = [(dataset, model, load_explain_metrics(dataset, model)) for dataset in datasets for model in models]
-    explained = {(dataset, model): load_explanations(dataset, model) for dataset in datasets for model in models}
-    segment_runs = [(dataset, *load_segment_metrics(dataset)) for dataset in params["segment.evaluate_on"]]
+    explain_runs = [(dataset, model, load_explain_metrics(inputs, dataset, model)) for dataset in datasets for model in models]
+    explained = {(dataset, model): load_explanations(inputs, dataset, model) for dataset in datasets for model in models}
+    segment_runs = [(dataset, *load_segment_metrics(inputs, dataset)) for dataset in params["segment.evaluate_on"]]
     # The clean models' marker-free score is a cross test of theirs when `cross_tests` has it.
     clean_free = {(trained_on, tested_on, model): m for trained_on, tested_on, model, m, _ in cross}
-    marked = [(model, load_metrics(shortcut.clean, model), load_metrics(shortcut.dataset, model),
+    marked = [(model, load_metrics(inputs, shortcut.clean, model), load_metrics(inputs, shortcut.dataset, model),
                clean_free.get((shortcut.clean, shortcut.marker_free, model)),
-               load_metrics(shortcut.dataset, model, shortcut.marker_free),
-               load_explain_metrics(shortcut.clean, model), load_explain_metrics(shortcut.dataset, model))
+               load_metrics(inputs, shortcut.dataset, model, shortcut.marker_free),
+               load_explain_metrics(inputs, shortcut.clean, model), load_explain_metrics(inputs, shortcut.dataset, model))
               for model in probe.models] if shortcut is not None else []
-    probe_runs = {(dataset, model): load_metrics(dataset, model) for dataset in probe.datasets for model in probe.models}
+    probe_runs = {(dataset, model): load_metrics(inputs, dataset, model) for dataset in probe.datasets for model in probe.models}
     source_of = {name: entry["source"] for name, entry in params["dataset"].items()}
     sources = list(dict.fromkeys(source_of[name] for name in [*datasets, *probe.datasets]))
     # The classes come from the explained runs: the report declares no classes param, and they all share one list.
@@ -128,14 +119,14 @@ def load_runs(params: dict) -> Runs:
         datasets=datasets, models=models, level=f"{params['evaluate.confidence_level']:.0%}", runs=runs, cross=cross,
         explain_runs=explain_runs, explained=explained, segment_runs=segment_runs, marked=marked,
         views=outside_rows(params["dataset"], datasets, own, probe_runs),
-        audits=[(source, load_source_audit(source)) for source in sources], classes=classes,
-        confusions={(trained_on, tested_on, model): load_confusion(trained_on, model, classes, tested_on)
+        audits=[(source, load_source_audit(inputs, source)) for source in sources], classes=classes,
+        confusions={(trained_on, tested_on, model): load_confusion(inputs, trained_on, model, classes, tested_on)
                     for trained_on, tested_on, model in [(d, d, m) for d, m in own] + [run[:3] for run in cross]},
-        trained={(dataset, model): (load_view_report(dataset), load_train_summary(dataset, model))
+        trained={(dataset, model): (load_view_report(inputs, dataset), load_train_summary(inputs, dataset, model))
                  for dataset in datasets for model in models},
-        checkpoints={(dataset, model): checkpoint_md5(dataset, model) for dataset in datasets for model in models},
+        checkpoints={(dataset, model): checkpoint_md5(inputs, dataset, model) for dataset in datasets for model in models},
         cascade=[run for run in cross if run[1] in params["segmented_dataset"]], source_of=source_of,
-        source_reports={source: load_source_report(source) for source in used}, used=used,
+        source_reports={source: load_source_report(inputs, source) for source in used}, used=used,
         generators={section: params[section] for section in ("generate", "generate_radiography")})
 
 
@@ -157,8 +148,10 @@ def summary_parts(results: Runs, shortcut: ShortcutParams | None) -> dict[str, s
     return parts
 
 
-def summary_markdown(parts: dict[str, str], results: Runs, shortcut: ShortcutParams | None) -> str:
-    """reports/summary.md: the tables, each introduced by the paragraph `cxr docs` finds it by."""
+def summary_markdown(parts: dict[str, str], results: Runs, shortcut: ShortcutParams | None, outputs: ReportOutputs
+                     ) -> str:
+    """reports/summary.md: the tables, each introduced by the paragraph `cxr docs` finds it by; it names the figures
+    beside it in `outputs`."""
     summary = parts["scores"]
     if results.cross:
         summary += "\nCross-dataset tests (each model on another dataset's test split):\n\n" + parts["cross"]
@@ -170,9 +163,9 @@ def summary_markdown(parts: dict[str, str], results: Runs, shortcut: ShortcutPar
                     "near chance unless the films carry the class outside the lungs):\n\n" + parts["views"])
     summary += ("\nExplanations (CAM and saliency maps of a class-balanced sample of test images, the same in every run, "
                 "and of each run's misclassified ones, which have figures of their own in metrics/explain; "
-                f"{EXPLANATIONS_FIGURE.name} shows one image per class across runs):\n\n" + parts["explanations"])
+                f"{outputs.explanations_figure.name} shows one image per class across runs):\n\n" + parts["explanations"])
     if "zones" in parts:
-        summary += f"\nLung zones of {zone_class(results.classes)} predictions ({ZONES_FIGURE.name}):\n\n" + parts["zones"]
+        summary += f"\nLung zones of {zone_class(results.classes)} predictions ({outputs.zones_figure.name}):\n\n" + parts["zones"]
     summary += ("\nLung segmentation (YOLOv8n-seg) on each dataset's test split; plausible: two lungs of similar size, "
                 "a lung-like share of the image, centred, off the border; per image in reports/segment/<dataset>/:\n\n"
                 + parts["segmentation"])
@@ -186,16 +179,16 @@ def summary_markdown(parts: dict[str, str], results: Runs, shortcut: ShortcutPar
     return summary
 
 
-def write_figures(results: Runs) -> None:
+def write_figures(results: Runs, outputs: ReportOutputs) -> None:
     """The comparison of every run with each source's chance level, the same test images' CAMs across runs, and
     the lung zones the maps involve."""
     audits = results.audit_by_source
     chance = {dataset: audits[results.source_of[dataset]] for dataset in results.datasets
               if results.source_of[dataset] in audits}
-    comparison_figure(COMPARISON_FIGURE, results.runs, results.datasets, results.models, results.level, chance=chance)
-    write_cross_model_figure(results.explained, results.datasets, results.models, EXPLANATIONS_FIGURE)
+    comparison_figure(outputs.comparison_figure, results.runs, results.datasets, results.models, results.level, chance=chance)
+    write_cross_model_figure(results.explained, results.datasets, results.models, outputs.explanations_figure)
     shown = zone_class(results.classes) or results.classes[0]
-    write_zones_figure(results.explain_by_run, results.datasets, results.models, slug(shown), ZONES_FIGURE,
+    write_zones_figure(results.explain_by_run, results.datasets, results.models, slug(shown), outputs.zones_figure,
                        class_name=shown)
 
 
@@ -212,20 +205,21 @@ def write_cards(directory: Path, results: Runs, params: dict) -> None:
                               data_banner([source], results.source_reports, results.generators),
                               all_synthetic([source], results.source_reports, results.generators),
                               results.checkpoints[dataset, model])
-            write_text(cards / card_file(dataset, model).name, card)
+            write_text(cards / card_name(dataset, model), card)
 
 
-def write_report(results: Runs, params: dict) -> str:
-    """Every output of the report stage; returns the summary's markdown."""
+def write_report(results: Runs, params: dict, inputs: ReportInputs, outputs: ReportOutputs) -> str:
+    """Every output of the report stage; returns the summary's markdown. The page draws some of `inputs` (curves,
+    panels, the segmenter's figures) that the summary only counts."""
     shortcut: ShortcutParams | None = params["shortcut"]
     parts = summary_parts(results, shortcut)
-    summary = summary_markdown(parts, results, shortcut)
-    write_text(SUMMARY_FILE, summary)
-    write_json(HEADLINE_FILE, headline_metrics(results.runs, results.explain_runs, results.segment_runs))
-    write_figures(results)
-    write_index(INDEX_FILE, parts, results.datasets, results.models, results.classes, results.own, results.cross,
+    summary = summary_markdown(parts, results, shortcut, outputs)
+    write_text(outputs.summary, summary)
+    write_json(outputs.headline, headline_metrics(results.runs, results.explain_runs, results.segment_runs))
+    write_figures(results, outputs)
+    write_index(outputs.page, inputs, outputs, parts, results.datasets, results.models, results.classes, results.own, results.cross,
                 results.confusions, params["segment.evaluate_on"], results.cascade, shortcut, params["probe"].models,
                 results.level, data_banner(results.used, results.source_reports, results.generators),
                 provenance_line(results.checkpoints))
-    write_cards(CARDS_DIR, results, params)
+    write_cards(outputs.cards, results, params)
     return summary

@@ -13,17 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr.metrics.classification import slug
-from cxr.paths import (
-    COMPARISON_FIGURE,
-    EXPLANATIONS_FIGURE,
-    SEGMENT_TRAIN_CURVES,
-    ZONES_FIGURE,
-    explain_dir,
-    roc_dir,
-    segment_gallery_file,
-    segment_zones_file,
-    train_curves_dir,
-)
+from cxr.report.files import ReportInputs, ReportOutputs
 from cxr.report.html import Section, confusion_table, curves_figure, read_curve, write_page
 from cxr.report.params import ShortcutParams
 
@@ -42,11 +32,11 @@ def _training_panels(curves: Path, title: str) -> list[tuple[str, dict, str]]:
     return [(f"{title}: loss", loss, "loss"), (f"{title}: validation", scores, "score")]
 
 
-def _roc_panel(model: str, dataset: str, classes: Sequence[str], metrics: dict) -> tuple:
+def _roc_panel(inputs: ReportInputs, model: str, dataset: str, classes: Sequence[str], metrics: dict) -> tuple:
     """One-vs-rest ROC curves of each class of one run (evaluate's roc/ folder), as a curves_figure panel."""
     curves = {}
     for name in classes:
-        path = roc_dir(dataset, model) / f"{slug(name)}.json"
+        path = inputs.evaluation(dataset, model).roc / f"{slug(name)}.json"
         if path.is_file():
             points = json.loads(path.read_text())
             auc = metrics.get(f"roc_auc_{slug(name)}")
@@ -58,12 +48,13 @@ def _roc_panel(model: str, dataset: str, classes: Sequence[str], metrics: dict) 
 TITLE = "Chest X-ray classification: results"
 
 
-def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], models: Sequence[str], classes: Sequence[str],
+def write_index(path: Path, inputs: ReportInputs, outputs: ReportOutputs, parts: dict[str, str], datasets: Sequence[str], models: Sequence[str], classes: Sequence[str],
                 own: dict[tuple[str, str], dict], cross: Sequence[tuple[str, str, str, dict, dict]],
                 confusions: Mapping[tuple[str, str, str], np.ndarray],
                 segmented: Sequence[str], cascade: Sequence[tuple], shortcut: ShortcutParams | None,
                 probe_models: Sequence[str], level: str, banner: str, provenance: str) -> None:
-    """`own`: (dataset, model) -> test metrics; `cross`: (trained_on, tested_on, model, metrics, own metrics);
+    """`inputs`: where the curves and panels it draws lie; `outputs`: the figures it embeds, which the report wrote
+    first. `own`: (dataset, model) -> test metrics; `cross`: (trained_on, tested_on, model, metrics, own metrics);
     `confusions`: (trained_on, tested_on, model) -> confusion counts, own runs with tested_on = trained_on."""
     subtitle = f"{len(models)} models x {len(datasets)} datasets ({', '.join(datasets)}), classes {', '.join(classes)}"
     sections = []
@@ -71,7 +62,7 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
     scores = Section("scores", "Scores")
     scores.text(f"Every model on its own dataset's test split, with {level} bootstrap intervals (resampled test images).")
     scores.text(parts["scores"])
-    scores.figure(COMPARISON_FIGURE, f"Accuracy and macro-F1 of every model on each dataset's test split; error bars: "
+    scores.figure(outputs.comparison_figure, f"Accuracy and macro-F1 of every model on each dataset's test split; error bars: "
                   f"{level} bootstrap intervals.", "comparison of models and datasets")
     sections.append(scores)
 
@@ -83,11 +74,12 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
         section.raw(f'<div class="matrices">{matrices}</div>')
         section.text("Rows: true class, columns: predicted class; a cell is shaded by its share of its row.")
         section.heading("ROC curves")
-        section.figure(curves_figure([_roc_panel(m, dataset, classes, own[dataset, m]) for m in models], "false positive rate"),
+        section.figure(curves_figure([_roc_panel(inputs, m, dataset, classes, own[dataset, m]) for m in models],
+                                     "false positive rate"),
                        f"One-vs-rest ROC curve of each class on the {dataset} test split, per model; the legend gives "
                        f"each class's area under the curve.", f"ROC curves on {dataset}")
         section.heading("Training curves")
-        panels = [panel for model in models for panel in _training_panels(train_curves_dir(dataset, model), model)]
+        panels = [panel for model in models for panel in _training_panels(inputs.train_curves(dataset, model), model)]
         section.figure(curves_figure(panels, "epoch"), f"Per epoch of training on {dataset}: training and validation loss, "
                        f"and the validation scores (the kept checkpoint is the epoch of best validation macro-F1).",
                        f"training curves on {dataset}")
@@ -119,16 +111,16 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
 
     section = Section("explanations", "Explanations")
     section.text(parts["explanations"])
-    section.figure(EXPLANATIONS_FIGURE, "Grad-CAM of the predicted class on the same test image of each class, across "
+    section.figure(outputs.explanations_figure, "Grad-CAM of the predicted class on the same test image of each class, across "
                    "every model and dataset; white: lung outline, red title: misclassified.", "explanations across runs")
     if "zones" in parts:
         section.text(parts["zones"])
-        section.figure(ZONES_FIGURE, "Lung zones the Grad-CAM maps of COVID-19 predictions involve, per run, beside the "
+        section.figure(outputs.zones_figure, "Lung zones the Grad-CAM maps of COVID-19 predictions involve, per run, beside the "
                        "radiology reference.", "lung zones")
     for dataset in datasets:
         for model in models:
             inner = Section("", "")
-            for name, panel in _panels(dataset, model, classes):
+            for name, panel in _panels(inputs, dataset, model, classes):
                 inner.figure(panel, f"{model} on {dataset}, test images of true class {name}: the image, the CAM "
                              f"of the predicted class, of the true class (misclassified rows) and the saliency.",
                              f"{model} {dataset} {name}")
@@ -138,12 +130,12 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
     section = Section("segmentation", "Lung segmentation")
     section.text(parts["segmentation"])
     for dataset in segmented:
-        section.figure(segment_gallery_file(dataset), f"The segmenter's worst test masks on {dataset} by Dice: the film, "
+        section.figure(inputs.segment_gallery(dataset), f"The segmenter's worst test masks on {dataset} by Dice: the film, "
                        f"the true and predicted outlines, its per-pixel confidence and uncertainty.", f"gallery {dataset}")
-        section.figure(segment_zones_file(dataset), f"Lung zones the segmenter covers and attends to on {dataset}, by "
+        section.figure(inputs.segment_zones(dataset), f"Lung zones the segmenter covers and attends to on {dataset}, by "
                        f"diagnosis.", f"segmenter zones {dataset}")
-    if SEGMENT_TRAIN_CURVES.is_dir():
-        section.figure(curves_figure(_training_panels(SEGMENT_TRAIN_CURVES, "segmenter"), "epoch"),
+    if inputs.segment_train_curves.is_dir():
+        section.figure(curves_figure(_training_panels(inputs.segment_train_curves, "segmenter"), "epoch"),
                        "The segmenter's training: loss, and its validation box and mask mAP per epoch.", "segmenter training")
     if cascade:
         section.heading("Cascade")
@@ -153,17 +145,18 @@ def write_index(path: Path, parts: dict[str, str], datasets: Sequence[str], mode
     sections.append(section)
 
     if shortcut is not None and probe_models:
-        sections.append(_shortcut_section(shortcut, probe_models, parts["shortcut"], classes))
+        sections.append(_shortcut_section(inputs, shortcut, probe_models, parts["shortcut"], classes))
     write_page(path, TITLE, subtitle, banner, provenance, sections)
 
 
-def _panels(dataset: str, model: str, classes: Sequence[str]) -> list[tuple[str, Path]]:
+def _panels(inputs: ReportInputs, dataset: str, model: str, classes: Sequence[str]) -> list[tuple[str, Path]]:
     """(class, panel) of each class the explain stage drew a panel for."""
-    panels = [(name, explain_dir(dataset, model) / f"panel_{slug(name)}.png") for name in classes]
+    panels = [(name, inputs.panel(dataset, model, name)) for name in classes]
     return [(name, panel) for name, panel in panels if panel.is_file()]
 
 
-def _shortcut_section(shortcut: ShortcutParams, models: Sequence[str], table: str, classes: Sequence[str]) -> Section:
+def _shortcut_section(inputs: ReportInputs, shortcut: ShortcutParams, models: Sequence[str], table: str,
+                      classes: Sequence[str]) -> Section:
     section = Section("shortcut", "Shortcut experiment")
     section.text(f"The same models trained on the full view of clean films ({shortcut.clean}) and of the same films "
                  f"with a class marker outside the lungs ({shortcut.dataset}, a confounder as perfect as a hospital tag "
@@ -173,7 +166,7 @@ def _shortcut_section(shortcut: ShortcutParams, models: Sequence[str], table: st
     for model in models:
         for dataset, words in ((shortcut.clean, "clean films"), (shortcut.dataset, "marked films")):
             # One class each: the two panels one after the other compare where the two models look.
-            for name, panel in _panels(dataset, model, classes)[:1]:
+            for name, panel in _panels(inputs, dataset, model, classes)[:1]:
                 section.figure(panel, f"{model} trained on {words} ({dataset}), test images of true class {name}: "
                                f"the image, the CAMs and the saliency; on marked films, look for the corner tag.",
                                f"{model} {dataset} {name}")

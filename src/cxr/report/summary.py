@@ -15,43 +15,32 @@ from cxr.anatomy.lungs import ZONES
 from cxr.explain.scores import ABOUGAZIA_2021, has_zone_reference
 from cxr.io.files import atomic_path
 from cxr.metrics.classification import slug
-from cxr.paths import (
-    checkpoint_record_file,
-    confusion_file,
-    explain_maps_file,
-    explain_metrics_file,
-    metrics_file,
-    segment_gallery_file,
-    segment_interpretation_file,
-    segment_metrics_file,
-    segment_zones_file,
-    source_audit_file,
-    source_report_file,
-    train_summary_file,
-    view_report_file,
-)
+from cxr.report.files import ReportInputs
 
 
 class MissingMetrics(FileNotFoundError):
     """An evaluation or explanation the report needs has not run."""
 
 
-def load_metrics(dataset: str, model: str, tested_on: str | None = None) -> dict:
-    path = _existing(metrics_file(dataset, model, tested_on), f"evaluate {model}/{dataset} on {tested_on or dataset}")
+def load_metrics(inputs: ReportInputs, dataset: str, model: str, tested_on: str | None = None) -> dict:
+    path = _existing(inputs.evaluation(dataset, model, tested_on).metrics,
+                     f"evaluate {model}/{dataset} on {tested_on or dataset}")
     return json.loads(path.read_text())
 
 
-def load_explain_metrics(dataset: str, model: str) -> dict:
-    return json.loads(_existing(explain_metrics_file(dataset, model), f"explain {model}/{dataset}").read_text())
+def load_explain_metrics(inputs: ReportInputs, dataset: str, model: str) -> dict:
+    return json.loads(_existing(inputs.explain_metrics_file(dataset, model), f"explain {model}/{dataset}").read_text())
 
 
-def load_explanations(dataset: str, model: str) -> Explanations:
-    return Explanations.load(_existing(explain_maps_file(dataset, model), f"explain {model}/{dataset}"))
+def load_explanations(inputs: ReportInputs, dataset: str, model: str) -> Explanations:
+    return Explanations.load(_existing(inputs.maps(dataset, model), f"explain {model}/{dataset}"))
 
 
-def load_confusion(dataset: str, model: str, classes: list[str], tested_on: str | None = None) -> np.ndarray:
+def load_confusion(inputs: ReportInputs, dataset: str, model: str, classes: list[str], tested_on: str | None = None
+                   ) -> np.ndarray:
     """(true, predicted) counts from evaluate's confusion.json records."""
-    path = _existing(confusion_file(dataset, model, tested_on), f"evaluate {model}/{dataset} on {tested_on or dataset}")
+    path = _existing(inputs.evaluation(dataset, model, tested_on).confusion,
+                     f"evaluate {model}/{dataset} on {tested_on or dataset}")
     index = {name: k for k, name in enumerate(classes)}
     counts = np.zeros((len(classes), len(classes)), dtype=int)
     for record in json.loads(path.read_text()):
@@ -59,18 +48,18 @@ def load_confusion(dataset: str, model: str, classes: list[str], tested_on: str 
     return counts
 
 
-def load_view_report(dataset: str) -> dict:
-    return json.loads(_existing(view_report_file(dataset), f"prepare {dataset}").read_text())
+def load_view_report(inputs: ReportInputs, dataset: str) -> dict:
+    return json.loads(_existing(inputs.view_report(dataset), f"prepare {dataset}").read_text())
 
 
-def load_train_summary(dataset: str, model: str) -> dict:
-    return json.loads(_existing(train_summary_file(dataset, model), f"train {model}/{dataset}").read_text())
+def load_train_summary(inputs: ReportInputs, dataset: str, model: str) -> dict:
+    return json.loads(_existing(inputs.train_summary(dataset, model), f"train {model}/{dataset}").read_text())
 
 
-def checkpoint_md5(dataset: str, model: str) -> str:
+def checkpoint_md5(inputs: ReportInputs, dataset: str, model: str) -> str:
     """The MD5 of the checkpoint its evaluation scored, as dvc.lock records it: the model's version in its card and
     on the page."""
-    record = _existing(checkpoint_record_file(dataset, model), f"evaluate {model}/{dataset}")
+    record = _existing(inputs.evaluation(dataset, model).checkpoint_record, f"evaluate {model}/{dataset}")
     return json.loads(record.read_text())["md5"]
 
 
@@ -247,12 +236,12 @@ def comparison_figure(path: Path, runs: list[tuple[str, str, dict]], datasets: l
     return figure
 
 
-def load_segment_metrics(dataset: str) -> tuple[dict, dict]:
+def load_segment_metrics(inputs: ReportInputs, dataset: str) -> tuple[dict, dict]:
     """The segmenter's evaluation and interpretation metrics on one dataset's test split (and the check that
     the interpretation's figures, which the report shows, are there too)."""
-    evaluation = _existing(segment_metrics_file(dataset), f"segment_evaluate on {dataset}")
-    interpretation = _existing(segment_interpretation_file(dataset), f"segment_explain on {dataset}")
-    for figure in (segment_gallery_file(dataset), segment_zones_file(dataset)):
+    evaluation = _existing(inputs.segment_evaluation(dataset), f"segment_evaluate on {dataset}")
+    interpretation = _existing(inputs.segment_interpretation(dataset), f"segment_explain on {dataset}")
+    for figure in (inputs.segment_gallery(dataset), inputs.segment_zones(dataset)):
         _existing(figure, f"segment_explain on {dataset}")
     return json.loads(evaluation.read_text()), json.loads(interpretation.read_text())
 
@@ -317,13 +306,13 @@ def shortcut_table(runs: list[tuple[str, dict, dict, dict | None, dict | None, d
     return "\n".join(lines) + "\n"
 
 
-def load_source_audit(source: str) -> dict:
-    return json.loads(_existing(source_audit_file(source), f"index {source}").read_text())
+def load_source_audit(inputs: ReportInputs, source: str) -> dict:
+    return json.loads(_existing(inputs.audit(source), f"index {source}").read_text())
 
 
-def load_source_report(source: str) -> dict:
+def load_source_report(inputs: ReportInputs, source: str) -> dict:
     """The index stage's data report of a source: its path and detected layout among much else."""
-    return json.loads(_existing(source_report_file(source), f"index {source}").read_text())
+    return json.loads(_existing(inputs.source_report(source), f"index {source}").read_text())
 
 
 def audit_table(audits: list[tuple[str, dict]], level: str) -> str:

@@ -120,16 +120,29 @@ def write_records(path, records: list[dict]) -> None:
 
 
 def read_records(path, names: np.ndarray) -> list[dict]:
-    """predictions.csv back as dicts with numbers, refused unless its rows are the test split's images in order."""
-    import pandas as pd
+    """predictions.csv back as write_records had the dicts, refused unless its rows are the test split's images
+    in order."""
+    import csv
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the segmenter's evaluation first (`dvc repro`)")
-    # Names as text: pandas would read a file called "NA" or "null" as missing.
-    records = pd.read_csv(path, dtype={"name": str, "label": str, "predicted": str}, keep_default_na=False, na_values=[""])
-    if list(records["name"]) != [str(name) for name in names]:
+    with path.open(newline="") as handle:
+        records = [{column: record_cell(column, text) for column, text in row.items()} for row in csv.DictReader(handle)]
+    if [record["name"] for record in records] != [str(name) for name in names]:
         raise ValueError(f"{path} does not list this test split's images: rerun the segmenter's evaluation (`dvc repro`)")
-    return records.to_dict("records")
+    return records
+
+
+def record_cell(column: str, text: str) -> str | bool | int | float:
+    """One cell of predictions.csv as image_record made it: text (a file may be called "NA"), the true-mask flag,
+    the instance count, or a figure (empty where undefined: NaN)."""
+    if column in ("name", "label", "predicted"):
+        return text
+    if column == "has_truth":
+        return text == "True"
+    if column == "instances":
+        return int(text)
+    return float(text) if text else float("nan")
 
 
 def worst_first(records: list[dict]) -> list[int]:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from cxr.io.arrays import SplitArrays
 from cxr.io.files import atomic_dir, write_json
-from cxr.paths import SPLITS
+from cxr.params import SPLITS
 from cxr.segment.labels import label_lines, mask_to_polygons
 
 EXPORT_REPORT = "export.json"

@@ -87,7 +87,10 @@ def torchrun_command(processes: int, script: str, argv: list[str]) -> list[str] 
                          f"set train.processes to the total number of processes over all machines")
     if processes == 1 or "WORLD_SIZE" in os.environ:
         return None
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", script, *argv]
+    # `--`: torchrun's parser would take options from the script's own command line, abbreviations too (the
+    # stage's --log would be an ambiguous --log-dir, and an option torchrun alone matched would be lost silently).
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "--", script,
+            *argv]
 
 
 def run(command: list[str]) -> int:

@@ -1,10 +1,10 @@
 """Where a killed training goes on from: the state at the end of its last completed epoch.
 
 `dvc repro` deletes a stage's outputs before it runs it again, so the resume point lives outside them, in a
-git- and DVC-ignored folder (cxr.paths.resume_file), and is deleted once the checkpoint is written. It holds
-everything the next epoch reads: model, optimizer, scheduler and gradient scaler, the best epoch so far, every
-random generator the loop draws from and the metrics logged so far; on the CPU the resumed run's checkpoint
-and log have the bytes of an uninterrupted one.
+git- and DVC-ignored folder of the working directory (resume_file), and is deleted once the checkpoint is
+written. It holds everything the next epoch reads: model, optimizer, scheduler and gradient scaler, the best
+epoch so far, every random generator the loop draws from and the metrics logged so far; on the CPU the
+resumed run's checkpoint and log have the bytes of an uninterrupted one.
 
 A point is used only by the run that wrote it: its key digests the model and training params, the classes,
 the preprocessing, the device type, the training and validation arrays and the library's source. Anything
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,19 @@ import torch
 from cxr.io.files import atomic_path, file_md5
 
 LIBRARY = Path(__file__).resolve().parents[1]
+# Ignored by name in .gitignore and .dvcignore: a killed run's point must not show up as a change to commit, nor in
+# the hash of a folder a stage depends on.
+RESUME_DIR = Path(".cxr-resume")
+
+
+def resume_file(checkpoint: Path) -> Path:
+    """Where the training that writes `checkpoint` keeps its resume point: under RESUME_DIR, at the checkpoint's
+    path (relative to the working directory, or from its root when it lies elsewhere), so two trainings never
+    share one, and none lies in a folder that DVC tracks (evaluate depends on the checkpoints' folder)."""
+    absolute = Path(os.path.abspath(checkpoint))
+    here = Path.cwd()
+    where = absolute.relative_to(here) if absolute.is_relative_to(here) else absolute.relative_to(absolute.anchor)
+    return RESUME_DIR / where
 
 
 def run_key(settings: dict, data_files: Iterable[Path]) -> str:
@@ -84,10 +98,14 @@ def load_point(path: Path, key: str) -> dict | None:
 
 
 def remove_point(path: Path) -> None:
-    """The finished run's point, and its dataset's folder and the resume folder when they are left empty
-    (cxr.paths.resume_file: <resume folder>/<dataset>/<model>.pt)."""
+    """The finished run's point, and the folders up to the resume folder (resume_file) that it leaves empty."""
     path.unlink(missing_ok=True)
-    for folder in list(path.parents)[:2]:
+    tops = [folder for folder in path.parents if folder.name == RESUME_DIR.name]
+    if not tops:
+        return  # a point given outside any resume folder: the folders around it are not ours to remove
+    for folder in path.parents:
         if not folder.is_dir() or any(folder.iterdir()):
             break
         folder.rmdir()
+        if folder == tops[-1]:
+            break

@@ -277,13 +277,9 @@ def train_log_path(root: Path, dataset: str, model: str) -> Path:
 def pipeline_arguments(stage: str, **item: str) -> list[str]:
     """The arguments dvc.yaml's `stage` gives its entry point, `${item.<key>}` filled from `item`: its paths
     relative to the folder the stage runs in, as under `dvc repro`."""
-    import re
-    import shlex
+    from cxr.paths import command_arguments
 
-    definition = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
-    words = shlex.split(definition.get("do", definition)["cmd"])
-    script = next(k for k, word in enumerate(words) if word.startswith("stages/"))
-    return [re.sub(r"\$\{\s*(?:item\.)?([\w.]+)\s*\}", lambda m: item[m.group(1)], word) for word in words[script + 1:]]
+    return command_arguments(stage, pipeline=REPO / "dvc.yaml", **item)
 
 
 def train_arguments(root: Path, model: str, dataset: str) -> list[str]:

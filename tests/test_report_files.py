@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from cxr.paths import stage_path
+from cxr.paths import command_arguments, stage_path
 from cxr.report.files import ReportInputs, ReportOutputs
 from cxr.report.summary import MissingMetrics, load_confusion, load_metrics
 from tests.conftest import REPO
@@ -21,9 +20,7 @@ PIPELINE = REPO / "dvc.yaml"
 
 def report_arguments() -> argparse.Namespace:
     """The report's command in dvc.yaml, as its options' values by dest."""
-    import yaml
-
-    words = shlex.split(yaml.safe_load(PIPELINE.read_text())["stages"]["report"]["cmd"])
+    words = command_arguments("report", pipeline=PIPELINE)
     options = {word: value for word, value in zip(words, words[1:]) if word.startswith("--")}
     return argparse.Namespace(**{option[2:].replace("-", "_"): value for option, value in options.items()})
 

@@ -33,13 +33,34 @@ def read_pipeline(path: Path | str = PIPELINE_FILE) -> dict[str, Any]:
         raise PipelineFileError(f"{path} is not valid YAML ({err})") from None
 
 
-def stage_template(stage: str, option: str, pipeline: Path | str = PIPELINE_FILE) -> str:
-    """What dvc.yaml's `stage` passes to its `option`, uninterpolated: `models/${item.dataset}/${item.model}.pt`."""
+def _arguments(stage: str, pipeline: Path | str) -> list[str]:
+    """The words after `stages/<name>.py` in dvc.yaml's command of `stage`, uninterpolated."""
     stages = read_pipeline(pipeline).get("stages") or {}
     if stage not in stages:
         raise PipelineFileError(f"{pipeline} declares no stage {stage!r}")
-    definition = stages[stage].get("do", stages[stage])  # a foreach stage's command lies under `do`
-    words = shlex.split(definition["cmd"])
+    words = shlex.split(stages[stage].get("do", stages[stage])["cmd"])  # a foreach stage's command lies under `do`
+    script = next((k for k, word in enumerate(words) if word.startswith("stages/")), len(words))
+    return words[script + 1:]
+
+
+def _filled(word: str, item: dict[str, str], where: str) -> str:
+    def fill(match: re.Match) -> str:
+        if match.group(1) not in item:
+            raise PipelineFileError(f"{where}: {word} needs {match.group(1)}=")
+        return item[match.group(1)]
+
+    return _INTERPOLATION.sub(fill, word)
+
+
+def command_arguments(stage: str, *, pipeline: Path | str = PIPELINE_FILE, **item: str) -> list[str]:
+    """The arguments dvc.yaml's `stage` gives its entry point, each `${item.<key>}` (or `${key}`) filled from
+    `item`."""
+    return [_filled(word, item, f"{pipeline}: {stage}") for word in _arguments(stage, pipeline)]
+
+
+def stage_template(stage: str, option: str, pipeline: Path | str = PIPELINE_FILE) -> str:
+    """What dvc.yaml's `stage` passes to its `option`, uninterpolated: `models/${item.dataset}/${item.model}.pt`."""
+    words = _arguments(stage, pipeline)
     if option not in words[:-1]:
         raise PipelineFileError(f"{pipeline}: the {stage} stage passes no {option}")
     return words[words.index(option) + 1]
@@ -47,14 +68,7 @@ def stage_template(stage: str, option: str, pipeline: Path | str = PIPELINE_FILE
 
 def stage_path(stage: str, option: str, *, pipeline: Path | str = PIPELINE_FILE, **item: str) -> Path:
     """The path dvc.yaml's `stage` passes to its `option`, its `${item.<key>}` (or `${key}`) filled from `item`."""
-    template = stage_template(stage, option, pipeline)
-
-    def fill(match: re.Match) -> str:
-        if match.group(1) not in item:
-            raise PipelineFileError(f"{pipeline}: {stage} {option} {template} needs {match.group(1)}=")
-        return item[match.group(1)]
-
-    return Path(_INTERPOLATION.sub(fill, template))
+    return Path(_filled(stage_template(stage, option, pipeline), item, f"{pipeline}: {stage} {option}"))
 
 
 def optional_stage_path(stage: str, option: str, **item: str) -> Path | None:
